@@ -1,0 +1,241 @@
+"""The `va-signals` command: run the daily job, record or parse responses, manage the schema."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from va_signals.db.location import database_url, redact, state_dir, stop_embedded
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2
+
+_DAGSTER_YAML = """\
+# Written by va-signals for local runs; production settings live in deploy/.
+telemetry:
+  enabled: false
+run_retries:
+  enabled: true
+  max_retries: 2
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="va-signals", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the daily_signals job once")
+    run.add_argument("--replay", metavar="DIR", help="serve requests from a recordings folder")
+    run.add_argument("--select", metavar="SOURCES", help="comma-separated source ids")
+    run.add_argument("--max-pages", type=int, metavar="N", help="page budget per source")
+    run.set_defaults(handler=_cmd_run)
+
+    record = commands.add_parser("record", help="run the sources live and save what they fetch")
+    record.add_argument("--out", required=True, metavar="DIR", help="recordings folder to write")
+    record.add_argument("--select", metavar="SOURCES", help="comma-separated source ids")
+    record.add_argument("--max-pages", type=int, default=1, metavar="N")
+    record.set_defaults(handler=_cmd_record)
+
+    parse = commands.add_parser("parse", help="parse a saved response body of one source")
+    parse.add_argument("--source", required=True, metavar="ID")
+    parse.add_argument("file", type=Path)
+    parse.set_defaults(handler=_cmd_parse)
+
+    db = commands.add_parser("db", help="schema migrations and the embedded server")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="migrate to the newest revision").set_defaults(
+        handler=_cmd_db_upgrade
+    )
+    downgrade = db_commands.add_parser("downgrade", help="migrate down to REV (or 'base')")
+    downgrade.add_argument("revision", metavar="REV")
+    downgrade.set_defaults(handler=_cmd_db_downgrade)
+    db_commands.add_parser("current", help="print the current revision").set_defaults(
+        handler=_cmd_db_current
+    )
+    db_commands.add_parser("url", help="print the database URL (password hidden)").set_defaults(
+        handler=_cmd_db_url
+    )
+    db_commands.add_parser("stop-embedded", help="stop the embedded server").set_defaults(
+        handler=_cmd_db_stop
+    )
+    return parser
+
+
+def prepare_dagster_home() -> Path:
+    """Use `DAGSTER_HOME`, or a persistent instance under `.va_signals/` so `make dev` sees runs."""
+    home = Path(os.environ.get("DAGSTER_HOME") or state_dir() / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(_DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return _run_job(args, replay=args.replay, record=None)
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    return _run_job(args, replay=None, record=args.out)
+
+
+def _run_job(args: argparse.Namespace, *, replay: str | None, record: str | None) -> int:
+    from va_signals.launch import JobRunError, run_daily_signals
+
+    if replay and not Path(replay).is_dir():
+        err_console.print(f"[red]--replay: no such folder: {replay}[/red]")
+        return EXIT_USAGE
+    selected = [name.strip() for name in (args.select or "").split(",") if name.strip()]
+    prepare_dagster_home()
+    handler = _ProgressHandler()
+    progress = logging.getLogger("va_signals.progress")
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    try:
+        outcome = run_daily_signals(
+            replay_dir=replay, record_dir=record, select=selected, max_pages=args.max_pages
+        )
+    except JobRunError as exc:
+        err_console.print(f"[red]va-signals: {exc}[/red]")
+        return EXIT_USAGE if exc.usage else EXIT_JOB_FAILED
+    finally:
+        progress.removeHandler(handler)
+    console.print(_runs_table(outcome.source_runs))
+    console.print(
+        f"run {outcome.run_id}: {'succeeded' if outcome.success else 'FAILED'}; "
+        f"{outcome.documents_total} documents stored, {outcome.signals_written} signals written"
+    )
+    if not outcome.success:
+        for message in outcome.step_failures:
+            err_console.print(f"[red]{message}[/red]")
+        return EXIT_JOB_FAILED
+    return EXIT_OK
+
+
+class _ProgressHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        result = getattr(record, "source_run", None)
+        if result is None:
+            return
+        colour = "green" if result.ok else "red"
+        detail = (
+            f"{result.pages} pages, {result.counts.new} new, {result.counts.updated} updated, "
+            f"{result.counts.unchanged} unchanged"
+        )
+        if result.error_message:
+            detail += f": {result.error_message[:120]}"
+        console.print(
+            f"  [{colour}]{result.status.value:<8}[/{colour}] {result.source_id}  {detail}"
+        )
+
+
+def _runs_table(rows: list[dict]) -> Table:
+    table = Table(title="Sources in this run")
+    for column in ("source", "status", "pages", "new", "updated", "unchanged", "ms", "error"):
+        justify = "right" if column in ("pages", "new", "updated", "unchanged", "ms") else "left"
+        table.add_column(column, justify=justify)
+    for row in rows:
+        status = row["status"] + (" (truncated)" if row["truncated"] else "")
+        error = f"{row['error_class']}: {row['error_message']}" if row["error_class"] else ""
+        table.add_row(
+            row["source_id"],
+            status,
+            str(row["pages"]),
+            str(row["records_new"]),
+            str(row["records_updated"]),
+            str(row["records_unchanged"]),
+            str(row["duration_ms"] or 0),
+            error[:90],
+        )
+    return table
+
+
+def _cmd_parse(args: argparse.Namespace) -> int:
+    from va_signals.catalog import default_catalog
+    from va_signals.sources import build_adapter
+    from va_signals.sources.base import SourceError
+
+    catalog = default_catalog()
+    try:
+        source = catalog.source(args.source)
+    except KeyError as exc:
+        err_console.print(f"[red]{exc.args[0]}[/red]")
+        return EXIT_USAGE
+    adapter = build_adapter(source, catalog.service(source.service))
+    try:
+        page = adapter.parse(args.file.read_bytes())
+    except OSError as exc:
+        err_console.print(f"[red]cannot read {args.file}: {exc}[/red]")
+        return EXIT_USAGE
+    except SourceError as exc:
+        err_console.print(f"[red]{args.file}: {exc}[/red]")
+        return EXIT_JOB_FAILED
+    for record in page.records:
+        sys.stdout.write(record.model_dump_json() + "\n")
+    if page.next_cursor:
+        err_console.print(f"next page: {page.next_cursor}")
+    return EXIT_OK
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from va_signals.db import migrate
+
+    url = database_url()
+    migrate.upgrade(url)
+    console.print(f"schema at {migrate.current_revision(url)} on {redact(url)}")
+    return EXIT_OK
+
+
+def _cmd_db_downgrade(args: argparse.Namespace) -> int:
+    from va_signals.db import migrate
+
+    url = database_url()
+    migrate.downgrade(url, args.revision)
+    console.print(f"schema at {migrate.current_revision(url) or 'base'} on {redact(url)}")
+    return EXIT_OK
+
+
+def _cmd_db_current(args: argparse.Namespace) -> int:
+    from va_signals.db import migrate
+
+    revision = migrate.current_revision(database_url())
+    console.print(revision or "base (empty database)")
+    return EXIT_OK
+
+
+def _cmd_db_url(args: argparse.Namespace) -> int:
+    console.print(redact(database_url()))
+    return EXIT_OK
+
+
+def _cmd_db_stop(args: argparse.Namespace) -> int:
+    console.print("stopped" if stop_embedded() else "no embedded server data found")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

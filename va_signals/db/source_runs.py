@@ -1,0 +1,157 @@
+"""The `source_runs` ledger: one row per source materialization, opened first and always closed."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+
+from psycopg import Connection
+from psycopg.rows import dict_row
+
+
+class RunStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    NO_DATA = "NO_DATA"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a finished source run reports into its ledger row."""
+
+    status: RunStatus
+    pages: int = 0
+    records_new: int = 0
+    records_updated: int = 0
+    records_unchanged: int = 0
+    truncated: bool = False
+    error_class: str | None = None
+    error_message: str | None = None
+    latency_p50_ms: int | None = None
+    latency_max_ms: int | None = None
+    requests: int = 0
+
+
+def open_run(conn: Connection, source_id: str, run_id: str | None) -> int:
+    """Insert a RUNNING row before any work, so a crash leaves a trace to close later."""
+    row = conn.execute(
+        "INSERT INTO source_runs (source_id, run_id, status, pid) "
+        "VALUES (%s, %s, 'RUNNING', %s) RETURNING id",
+        (source_id, run_id, os.getpid()),
+    ).fetchone()
+    return int(row[0])
+
+
+def close_run(conn: Connection, source_run_id: int, outcome: RunOutcome) -> None:
+    """Close a row with its outcome; ended_at and duration come from the database clock."""
+    if outcome.status is RunStatus.RUNNING:
+        raise ValueError("a run cannot be closed as RUNNING")
+    conn.execute(
+        """
+        UPDATE source_runs SET
+            status = %(status)s,
+            ended_at = clock_timestamp(),
+            duration_ms = (EXTRACT(EPOCH FROM clock_timestamp() - started_at) * 1000)::int,
+            pages = %(pages)s,
+            records_new = %(records_new)s,
+            records_updated = %(records_updated)s,
+            records_unchanged = %(records_unchanged)s,
+            truncated = %(truncated)s,
+            error_class = %(error_class)s,
+            error_message = %(error_message)s,
+            latency_p50_ms = %(latency_p50_ms)s,
+            latency_max_ms = %(latency_max_ms)s,
+            requests = %(requests)s
+        WHERE id = %(id)s
+        """,
+        {
+            "id": source_run_id,
+            "status": outcome.status.value,
+            "pages": outcome.pages,
+            "records_new": outcome.records_new,
+            "records_updated": outcome.records_updated,
+            "records_unchanged": outcome.records_unchanged,
+            "truncated": outcome.truncated,
+            "error_class": outcome.error_class,
+            "error_message": (outcome.error_message or "")[:4000] or None,
+            "latency_p50_ms": outcome.latency_p50_ms,
+            "latency_max_ms": outcome.latency_max_ms,
+            "requests": outcome.requests,
+        },
+    )
+
+
+def close_abandoned_runs(conn: Connection, older_than_seconds: float = 0.0) -> int:
+    """Close as ERROR the RUNNING rows whose process is gone (killed mid-ingest).
+
+    A row belongs to a live run while its process exists on this host; rows of other hosts
+    are closed once older than `older_than_seconds`.
+    """
+    rows = conn.execute(
+        "SELECT id, pid, EXTRACT(EPOCH FROM now() - started_at) FROM source_runs "
+        "WHERE status = 'RUNNING'"
+    ).fetchall()
+    abandoned = [
+        run_id
+        for run_id, pid, age in rows
+        if (pid is None or not _process_alive(pid)) and float(age) >= older_than_seconds
+    ]
+    if abandoned:
+        conn.execute(
+            """
+            UPDATE source_runs SET status = 'ERROR', ended_at = clock_timestamp(),
+                duration_ms = (EXTRACT(EPOCH FROM clock_timestamp() - started_at) * 1000)::int,
+                error_class = 'AbandonedRun',
+                error_message = 'the process running this source ended before closing its run'
+            WHERE id = ANY(%s) AND status = 'RUNNING'
+            """,
+            (abandoned,),
+        )
+    return len(abandoned)
+
+
+def latest_runs(conn: Connection, source_ids: list[str] | None = None) -> list[dict]:
+    """The most recent finished run of each source (or of the given ones)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            SELECT DISTINCT ON (source_id) *
+            FROM source_runs
+            WHERE status <> 'RUNNING' AND (%(ids)s::text[] IS NULL OR source_id = ANY(%(ids)s))
+            ORDER BY source_id, ended_at DESC
+            """,
+            {"ids": source_ids},
+        )
+        return list(cur.fetchall())
+
+
+def runs_of(conn: Connection, run_id: str) -> list[dict]:
+    """Every ledger row written by one Dagster run, in source order."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT * FROM source_runs WHERE run_id = %s ORDER BY source_id, id", (run_id,))
+        return list(cur.fetchall())
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = [
+    "RunOutcome",
+    "RunStatus",
+    "close_abandoned_runs",
+    "close_run",
+    "latest_runs",
+    "open_run",
+    "runs_of",
+]

@@ -1,0 +1,137 @@
+"""Runs one source end to end: pages in, rows upserted, progress saved, ledger row closed.
+
+Every page is committed as it arrives, so a failure in the middle of paging keeps what was
+already fetched. The watermark only moves after a complete run; a run stopped by its page
+budget saves a resume cursor instead, and the next run continues from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from psycopg_pool import ConnectionPool
+
+from va_signals.db.documents import UpsertCounts, upsert_documents
+from va_signals.db.source_runs import RunOutcome, RunStatus, close_run, open_run
+from va_signals.db.source_state import SourceState, load_state, save_state
+from va_signals.resilience.http import RequestStats
+from va_signals.sources.base import SourceAdapter, SourceClient
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceRunResult:
+    """What one source run did; mirrors its `source_runs` row."""
+
+    source_id: str
+    status: RunStatus
+    source_run_id: int | None = None
+    pages: int = 0
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    truncated: bool = False
+    resume_cursor: str | None = None
+    duration_ms: int = 0
+    latency_p50_ms: int | None = None
+    latency_max_ms: int | None = None
+    requests: int = 0
+    error_class: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (RunStatus.SUCCESS, RunStatus.NO_DATA)
+
+
+def run_source(
+    adapter: SourceAdapter,
+    client: SourceClient,
+    pool: ConnectionPool,
+    *,
+    run_id: str | None,
+    max_pages: int | None = None,
+    stats: RequestStats | None = None,
+    log: logging.Logger | logging.LoggerAdapter | None = None,
+) -> SourceRunResult:
+    """Ingest one source; never raises for upstream or data errors, which become the result.
+
+    Database errors while opening or closing the ledger row propagate: without the database
+    nothing can be recorded, and the caller must fail loudly.
+    """
+    log = log or logger
+    source_id = adapter.source_id
+    budget = max_pages or adapter.source.max_pages
+    started = time.perf_counter()
+    run_started_at = datetime.now(UTC)
+
+    with pool.connection() as conn:
+        source_run_id = open_run(conn, source_id, run_id)
+        state = load_state(conn, source_id)
+
+    result = SourceRunResult(source_id, RunStatus.RUNNING, source_run_id)
+    cursor = state.resume_cursor
+    if cursor:
+        log.info("%s: resuming from a saved cursor", source_id)
+    try:
+        for page in adapter.pages(client, since=state.watermark, cursor=cursor):
+            with pool.connection() as conn:
+                result.counts += upsert_documents(conn, source_id, page.records)
+            result.pages += 1
+            if page.next_cursor and result.pages >= budget:
+                result.truncated = True
+                result.resume_cursor = page.next_cursor
+                break
+    except Exception as exc:  # noqa: BLE001 - every failure of a source becomes its run's data
+        result.status = RunStatus.ERROR
+        result.error_class = type(exc).__name__
+        result.error_message = str(exc)
+        log.warning("%s: failed after %d pages: %s", source_id, result.pages, exc)
+    else:
+        fetched = result.counts.new + result.counts.updated + result.counts.unchanged
+        result.status = RunStatus.SUCCESS if fetched else RunStatus.NO_DATA
+        # A truncated run keeps the old watermark so nothing between it and now is skipped.
+        next_state = (
+            SourceState(state.watermark, result.resume_cursor)
+            if result.truncated
+            else SourceState(run_started_at, None)
+        )
+        with pool.connection() as conn:
+            save_state(conn, source_id, next_state)
+
+    result.duration_ms = round((time.perf_counter() - started) * 1000)
+    if stats is not None:
+        result.latency_p50_ms = stats.p50_ms
+        result.latency_max_ms = stats.max_ms
+        result.requests = stats.attempts
+    with pool.connection() as conn:
+        close_run(conn, source_run_id, _outcome(result))
+    log.info(
+        "%s: %s, %d pages, %d new, %d updated, %d unchanged%s",
+        source_id,
+        result.status.value,
+        result.pages,
+        result.counts.new,
+        result.counts.updated,
+        result.counts.unchanged,
+        " (truncated)" if result.truncated else "",
+    )
+    return result
+
+
+def _outcome(result: SourceRunResult) -> RunOutcome:
+    return RunOutcome(
+        status=result.status,
+        pages=result.pages,
+        records_new=result.counts.new,
+        records_updated=result.counts.updated,
+        records_unchanged=result.counts.unchanged,
+        truncated=result.truncated,
+        error_class=result.error_class,
+        error_message=result.error_message,
+        latency_p50_ms=result.latency_p50_ms,
+        latency_max_ms=result.latency_max_ms,
+        requests=result.requests,
+    )

@@ -1,0 +1,13 @@
+"""Recorded upstream responses: replay them through httpx offline, or record new ones."""
+
+from va_signals.recordings.manifest import Manifest, RecordedResponse, load_manifests
+from va_signals.recordings.record import RecordingTransport
+from va_signals.recordings.replay import ReplayTransport
+
+__all__ = [
+    "Manifest",
+    "RecordedResponse",
+    "RecordingTransport",
+    "ReplayTransport",
+    "load_manifests",
+]

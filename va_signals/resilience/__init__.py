@@ -1,0 +1,1 @@
+"""Pure resilience logic: failure classes, the resilient HTTP path, breakers and limits."""

@@ -1,0 +1,295 @@
+"""The one path every source request takes: limit, breaker, timeout, retry and classification.
+
+A `ResilientClient` is bound to one source and its upstream service. It turns every way a call
+can fail into an `UpstreamError` subclass, so adapters only ever see a good response or a
+typed error, and the caller can record exactly why a run stopped.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from va_signals.catalog.models import RetryPolicy, Service
+from va_signals.resilience.errors import (
+    Blocked,
+    RateLimited,
+    RequestRejected,
+    ResponseTooLarge,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+# Requests that cannot succeed by being repeated.
+_NOT_RETRIED = (Blocked, RequestRejected, ResponseTooLarge)
+
+
+class CallGate(Protocol):
+    """A circuit breaker as the client sees it: ask before a call, report after it."""
+
+    def before_call(self) -> None:
+        """Raise `BreakerOpen` when the call must not be attempted."""
+
+    def record_success(self) -> None: ...
+
+    def record_failure(self, error: UpstreamError) -> None: ...
+
+
+class Throttle(Protocol):
+    """A rate limiter as the client sees it: wait for a slot, or pause the whole service."""
+
+    def acquire(self) -> float:
+        """Block until a request may be sent; return the seconds waited."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller of this service for `seconds` (a 429 with Retry-After)."""
+
+
+@dataclass
+class RequestStats:
+    """Latencies of the requests one source made, for the run's ledger and metadata."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    attempts: int = 0
+    retries: int = 0
+    waited_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, latency_ms: float) -> None:
+        with self._lock:
+            self.latencies_ms.append(latency_ms)
+
+    @property
+    def p50_ms(self) -> int | None:
+        return round(statistics.median(self.latencies_ms)) if self.latencies_ms else None
+
+    @property
+    def max_ms(self) -> int | None:
+        return round(max(self.latencies_ms)) if self.latencies_ms else None
+
+
+class ResilientClient:
+    """Makes GET requests for one source to one upstream service."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        service: Service,
+        source_id: str,
+        *,
+        api_key: str | None = None,
+        gate: CallGate | None = None,
+        throttle: Throttle | None = None,
+        retry: RetryPolicy | None = None,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._http = http
+        self.service = service
+        self.source_id = source_id
+        self._api_key = api_key
+        self._gate = gate
+        self._throttle = throttle
+        self._retry = retry or service.retry
+        self._log = log or logger
+        self._sleep = sleep
+        self.stats = RequestStats()
+
+    def get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        expect_json: bool = True,
+    ) -> httpx.Response:
+        """GET `url`, retrying transient failures; return a 2xx response or raise."""
+        deadline = time.monotonic() + self._retry.max_total_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._attempt(url, params, headers, expect_json)
+            except UpstreamError as error:
+                if isinstance(error, _NOT_RETRIED) or not error.transient:
+                    raise
+                delay = self._backoff(attempt, error)
+                if attempt >= self._retry.max_attempts or time.monotonic() + delay > deadline:
+                    self._log.warning(
+                        "%s: giving up on %s after %d attempts: %s",
+                        self.source_id,
+                        _safe_url(url),
+                        attempt,
+                        error,
+                    )
+                    raise
+                self.stats.retries += 1
+                self._log.info(
+                    "%s: attempt %d failed (%s); retrying in %.2fs",
+                    self.source_id,
+                    attempt,
+                    error,
+                    delay,
+                )
+                self._sleep(delay)
+
+    def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        expect_json: bool,
+    ) -> httpx.Response:
+        if self._gate is not None:
+            self._gate.before_call()
+        if self._throttle is not None:
+            waited = self._throttle.acquire()
+            if waited > 0:
+                self.stats.waited_seconds += waited
+        self.stats.attempts += 1
+        started = time.perf_counter()
+        try:
+            response = self._send(url, params, headers)
+            self._check(response, expect_json)
+        except UpstreamError as error:
+            self.stats.add((time.perf_counter() - started) * 1000)
+            if isinstance(error, RateLimited) and error.retry_after and self._throttle:
+                self._throttle.pause(error.retry_after)
+            if self._gate is not None:
+                if error.counts_as_failure:
+                    self._gate.record_failure(error)
+                else:
+                    self._gate.record_success()
+            raise
+        self.stats.add((time.perf_counter() - started) * 1000)
+        if self._gate is not None:
+            self._gate.record_success()
+        return response
+
+    def _send(
+        self, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None
+    ) -> httpx.Response:
+        request_headers = dict(headers or {})
+        if self._api_key and self.service.api_key_header:
+            request_headers[self.service.api_key_header] = (
+                self.service.api_key_prefix + self._api_key
+            )
+        timeout = httpx.Timeout(
+            connect=self.service.connect_timeout_seconds,
+            read=self.service.read_timeout_seconds,
+            write=self.service.read_timeout_seconds,
+            pool=self.service.connect_timeout_seconds,
+        )
+        try:
+            request = self._http.build_request(
+                "GET", url, params=params, headers=request_headers, timeout=timeout
+            )
+            response = self._http.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise self._error(
+                UpstreamUnavailable, url, f"timed out ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise self._error(UpstreamUnavailable, url, f"connection failed: {exc}") from exc
+        try:
+            body = self._read_limited(response, url)
+        finally:
+            response.close()
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=body, request=request
+        )
+
+    def _read_limited(self, response: httpx.Response, url: str) -> bytes:
+        limit = self.service.max_body_bytes
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise self._error(
+                ResponseTooLarge, url, f"body of {declared} bytes exceeds limit of {limit}"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise self._error(ResponseTooLarge, url, f"body exceeds limit of {limit} bytes")
+                chunks.append(chunk)
+        except httpx.TimeoutException as exc:
+            raise self._error(UpstreamUnavailable, url, f"timed out reading body: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise self._error(UpstreamUnavailable, url, f"body interrupted: {exc}") from exc
+        return b"".join(chunks)
+
+    def _check(self, response: httpx.Response, expect_json: bool) -> None:
+        status = response.status_code
+        url = str(response.request.url)
+        if status == 429:
+            raise RateLimited(
+                self.source_id, self.service.name, _safe_url(url), _retry_after(response), status
+            )
+        if status >= 500:
+            raise self._error(UpstreamUnavailable, url, f"HTTP {status}", status)
+        if status == 403:
+            raise self._error(Blocked, url, f"blocked (HTTP 403, {_kind(response)})", status)
+        if status >= 400:
+            raise self._error(RequestRejected, url, f"HTTP {status}: {_snippet(response)}", status)
+        if expect_json and "html" in response.headers.get("content-type", "").lower():
+            raise self._error(Blocked, url, "blocked: an HTML page arrived where JSON was expected")
+
+    def _error(
+        self, kind: type[UpstreamError], url: str, message: str, status: int | None = None
+    ) -> UpstreamError:
+        return kind(self.source_id, self.service.name, _safe_url(url), message, status)
+
+    def _backoff(self, attempt: int, error: UpstreamError) -> float:
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            # The throttle already holds every caller of the service for that long.
+            if self._throttle is not None:
+                return 0.0
+            return min(error.retry_after, self._retry.max_total_seconds)
+        # Full jitter: a uniform wait up to the exponential cap spreads retries of many callers.
+        cap = min(
+            self._retry.max_delay_seconds, self._retry.base_delay_seconds * 2 ** (attempt - 1)
+        )
+        return random.uniform(0, cap)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header given as seconds or as an HTTP date."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _kind(response: httpx.Response) -> str:
+    content_type = response.headers.get("content-type", "unknown content")
+    return content_type.split(";")[0]
+
+
+def _snippet(response: httpx.Response) -> str:
+    text = response.content[:160].decode("utf-8", errors="replace")
+    return " ".join(text.split())
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its query string, which may carry an API key."""
+    return url.split("?", 1)[0]

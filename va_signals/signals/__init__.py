@@ -1,0 +1,1 @@
+"""Relevance of documents to veterans' policy: topic classifiers and their storage."""

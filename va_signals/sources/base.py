@@ -1,0 +1,226 @@
+"""The contract every source adapter implements: normalized records, pages and shape errors.
+
+Adapters are plain Python: they receive an HTTP client that already applies auth, limits and
+retries, walk the upstream API's own paging, and turn each response into validated records.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime
+from typing import Any, ClassVar, Protocol
+
+import httpx
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from va_signals.catalog.models import Source
+
+
+class SourceRecord(BaseModel):
+    """One upstream document, normalized to the columns of the `documents` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    external_id: str = Field(min_length=1)
+    title: str
+    summary: str | None = None
+    url: str | None = None
+    published_at: AwareDatetime | None = None
+    published_on: date | None = None
+    payload: dict[str, Any]
+
+
+class Page(BaseModel):
+    """The records of one upstream response and the cursor that continues after it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    records: list[SourceRecord]
+    # Opaque to the runner: the next request to make, stored to resume a truncated run.
+    next_cursor: str | None = None
+    request_url: str = ""
+
+
+class SourceError(Exception):
+    """Base class for failures attributed to a source; `source_id` names it."""
+
+    def __init__(self, source_id: str, message: str) -> None:
+        super().__init__(f"source {source_id!r}: {message}")
+        self.source_id = source_id
+
+
+class SourceShapeError(SourceError):
+    """A response did not have the shape the API documents; names the field and the value."""
+
+    def __init__(self, source_id: str, field: str, value: Any, reason: str) -> None:
+        shown = repr(value)
+        if len(shown) > 200:
+            shown = shown[:200] + "..."
+        super().__init__(source_id, f"field {field!r} {reason} (value: {shown})")
+        self.field = field
+        self.value = value
+
+
+class PagingLoopError(SourceError):
+    """The upstream sent us back to a page we already read; continuing would never end."""
+
+
+class SourceClient(Protocol):
+    """What an adapter may do over HTTP. Failures raise; a returned response is a 2xx answer."""
+
+    def get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response: ...
+
+
+class SourceAdapter(ABC):
+    """Fetches and parses one catalog source. Subclasses set `name` and implement two methods."""
+
+    name: ClassVar[str]
+
+    def __init__(self, source: Source, base_url: str) -> None:
+        self.source = source
+        self.base_url = base_url.rstrip("/")
+
+    @property
+    def source_id(self) -> str:
+        return self.source.id
+
+    @abstractmethod
+    def pages(
+        self, client: SourceClient, *, since: datetime | None, cursor: str | None
+    ) -> Iterator[Page]:
+        """Yield pages in order, starting at `cursor` when resuming, else at the first page.
+
+        `since` is the source's watermark: the start of the last complete run, or None on the
+        first run. Each page's `next_cursor` must let a later run resume right after it.
+        """
+
+    @abstractmethod
+    def parse(self, body: bytes) -> Page:
+        """Parse one saved response body of this source's main listing into a page."""
+
+
+def load_json(source_id: str, body: bytes) -> Any:
+    """Decode a JSON body, or raise a shape error that says what arrived instead."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        preview = body[:80].decode("utf-8", errors="replace")
+        raise SourceShapeError(source_id, "body", preview, f"is not valid JSON ({exc})") from None
+
+
+def require(
+    source_id: str, container: Any, key: str, kind: type | tuple[type, ...], *, path: str = ""
+):
+    """Return `container[key]` when it exists and has the expected type, else a shape error."""
+    field = f"{path}.{key}" if path else key
+    if not isinstance(container, Mapping):
+        raise SourceShapeError(source_id, path or "body", container, "is not a JSON object")
+    if key not in container:
+        raise SourceShapeError(source_id, field, None, "is missing")
+    value = container[key]
+    if not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise SourceShapeError(source_id, field, value, f"should be {expected}")
+    return value
+
+
+def build_record(source_id: str, field: str, **values: Any) -> SourceRecord:
+    """Validate a record, turning pydantic's report into a shape error naming the field."""
+    try:
+        return SourceRecord(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise SourceShapeError(
+            source_id, f"{field}.{key}" if key else field, first.get("input"), first["msg"]
+        ) from None
+
+
+def parse_date(source_id: str, field: str, value: Any) -> date | None:
+    """Parse an ISO date (YYYY-MM-DD) exactly as given: no time zone, no shift."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise SourceShapeError(source_id, field, value, "should be an ISO date string")
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        raise SourceShapeError(source_id, field, value, "is not an ISO date") from None
+
+
+def parse_datetime(source_id: str, field: str, value: Any) -> datetime | None:
+    """Parse an ISO timestamp that carries its zone (a trailing Z means UTC)."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise SourceShapeError(source_id, field, value, "should be an ISO timestamp string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SourceShapeError(source_id, field, value, "is not an ISO timestamp") from None
+    if parsed.tzinfo is None:
+        raise SourceShapeError(source_id, field, value, "has no time zone")
+    return parsed
+
+
+class PagingGuard:
+    """Stops paging that loops: a continuation already followed, or a page of only seen ids."""
+
+    def __init__(self, source_id: str) -> None:
+        self._source_id = source_id
+        self._followed: set[str] = set()
+        self._seen_ids: set[str] = set()
+
+    def follow(self, url: str) -> None:
+        """Record that `url` is about to be requested; raise if it already was."""
+        if url in self._followed:
+            raise PagingLoopError(
+                self._source_id, f"paging returned to a page already read: {url!r}"
+            )
+        self._followed.add(url)
+
+    def admit(self, page: Page) -> Page:
+        """Drop records already seen in this run; raise when nothing new is left on the page."""
+        fresh = [record for record in page.records if record.external_id not in self._seen_ids]
+        if page.records and not fresh:
+            raise PagingLoopError(
+                self._source_id,
+                f"page {page.request_url!r} repeats {len(page.records)} records already read",
+            )
+        self._seen_ids.update(record.external_id for record in fresh)
+        if len(fresh) == len(page.records):
+            return page
+        return page.model_copy(update={"records": fresh})
+
+
+def walk_pages(
+    adapter: SourceAdapter,
+    client: SourceClient,
+    first_url: str,
+    *,
+    keep: Callable[[SourceRecord], bool] | None = None,
+) -> Iterator[Page]:
+    """Follow a listing's continuation URLs from `first_url`, guarding against loops.
+
+    `keep` drops records the upstream should not have sent: a filter the server ignored must
+    not put another agency's documents under this source.
+    """
+    guard = PagingGuard(adapter.source_id)
+    url: str | None = first_url
+    while url is not None:
+        guard.follow(url)
+        response = client.get(url)
+        page = adapter.parse(response.content).model_copy(update={"request_url": url})
+        page = guard.admit(page)
+        if keep is not None:
+            page = page.model_copy(update={"records": [r for r in page.records if keep(r)]})
+        yield page
+        url = page.next_cursor
