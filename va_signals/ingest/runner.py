@@ -76,14 +76,19 @@ def run_source(
     if cursor:
         log.info("%s: resuming from a saved cursor", source_id)
     try:
+        last_cursor: str | None = None
         for page in adapter.pages(client, since=state.watermark, cursor=cursor):
             with pool.connection() as conn:
                 result.counts += upsert_documents(conn, source_id, page.records)
             result.pages += 1
-            if page.next_cursor and result.pages >= budget:
-                result.truncated = True
-                result.resume_cursor = page.next_cursor
+            last_cursor = page.next_cursor
+            if last_cursor and result.pages >= budget:
                 break
+        # A continuation left after the last page means the run stopped early: at the page
+        # budget here, or at a budget of the adapter's own (details per run, say).
+        if last_cursor:
+            result.truncated = True
+            result.resume_cursor = last_cursor
     except Exception as exc:  # noqa: BLE001 - every failure of a source becomes its run's data
         result.status = RunStatus.ERROR
         result.error_class = type(exc).__name__
