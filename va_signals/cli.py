@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     parse.add_argument("file", type=Path)
     parse.set_defaults(handler=_cmd_parse)
 
+    dev = commands.add_parser("dev", help="start the Dagster UI on the local instance")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(handler=_cmd_dev)
+
     db = commands.add_parser("db", help="schema migrations and the embedded server")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="migrate to the newest revision").set_defaults(
@@ -92,6 +96,16 @@ def prepare_dagster_home() -> Path:
         config.write_text(_DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    home = prepare_dagster_home()
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    console.print(f"Dagster UI on http://127.0.0.1:{args.port} (instance {home})")
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)]
+    os.execv(command[0], command)
+    return EXIT_OK  # not reached: execv replaces this process
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from psycopg import Connection
-from psycopg.types.json import Jsonb
 
 from va_signals.sources.base import SourceRecord
 
@@ -48,31 +47,46 @@ def dedup_key(record: SourceRecord) -> str | None:
 
 def content_hash(record: SourceRecord) -> str:
     """A stable digest of everything stored for a record, so a change upstream is detected."""
-    canonical = json.dumps(
-        record.model_dump(mode="json", exclude={"external_id"}),
-        sort_keys=True,
+    return _hash_and_payload(record)[0]
+
+
+def _hash_and_payload(record: SourceRecord) -> tuple[str, str]:
+    # The payload is serialized once and used twice: for the digest and as the stored JSONB.
+    payload = json.dumps(record.payload, sort_keys=True, separators=(",", ":"), default=str)
+    header = json.dumps(
+        [
+            record.title,
+            record.summary,
+            record.url,
+            record.published_at.isoformat() if record.published_at else None,
+            record.published_on.isoformat() if record.published_on else None,
+        ],
         separators=(",", ":"),
-        ensure_ascii=False,
     )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{header}\n{payload}".encode()).hexdigest()
+    return digest, payload
 
 
-# One round trip per batch. `existing` is read before the upsert so each row can be counted as
-# new, updated or unchanged; a per-source advisory lock keeps concurrent writers of one source
-# from racing between the read and the write.
-_UPSERT_SQL = """
-WITH incoming AS (
-    SELECT * FROM unnest(
-        %(external_id)s::text[], %(title)s::text[], %(summary)s::text[], %(url)s::text[],
-        %(published_at)s::timestamptz[], %(published_on)s::date[], %(content_hash)s::text[],
-        %(dedup_key)s::text[], %(payload)s::jsonb[]
-    ) AS t(external_id, title, summary, url, published_at, published_on, content_hash,
-           dedup_key, payload)
-),
-existing AS (
+_STAGING_COLUMNS = (
+    "external_id, title, summary, url, published_at, published_on, content_hash, dedup_key, payload"
+)
+
+# Rows arrive by COPY into a per-session staging table, then one statement merges them.
+# `existing` is read before the merge so each row can be counted as new, updated or
+# unchanged; a per-source advisory lock keeps concurrent writers of one source from racing
+# between the read and the write.
+_CREATE_STAGING_SQL = """
+CREATE TEMP TABLE IF NOT EXISTS incoming_documents (
+    external_id TEXT, title TEXT, summary TEXT, url TEXT, published_at TIMESTAMPTZ,
+    published_on DATE, content_hash TEXT, dedup_key TEXT, payload JSONB
+)
+"""
+
+_MERGE_SQL = """
+WITH existing AS (
     SELECT d.external_id, d.content_hash
     FROM documents AS d
-    JOIN incoming AS i ON d.source_id = %(source_id)s AND d.external_id = i.external_id
+    JOIN incoming_documents AS i ON d.source_id = %(source_id)s AND d.external_id = i.external_id
 ),
 written AS (
     INSERT INTO documents AS d (
@@ -81,7 +95,7 @@ written AS (
     )
     SELECT %(source_id)s, external_id, title, summary, url, published_at, published_on,
            content_hash, dedup_key, payload
-    FROM incoming
+    FROM incoming_documents
     ON CONFLICT (source_id, external_id) DO UPDATE SET
         last_seen_at = now(),
         title = EXCLUDED.title,
@@ -101,7 +115,7 @@ SELECT
     count(*) FILTER (WHERE e.content_hash <> i.content_hash),
     count(*) FILTER (WHERE e.content_hash = i.content_hash),
     (SELECT count(*) FROM written)
-FROM incoming AS i
+FROM incoming_documents AS i
 LEFT JOIN existing AS e ON e.external_id = i.external_id
 """
 
@@ -118,19 +132,29 @@ def upsert_documents(
         return UpsertCounts(duplicates=duplicates)
 
     rows = list(unique.values())
-    params = {
-        "source_id": source_id,
-        "external_id": [r.external_id for r in rows],
-        "title": [r.title for r in rows],
-        "summary": [r.summary for r in rows],
-        "url": [r.url for r in rows],
-        "published_at": [r.published_at for r in rows],
-        "published_on": [r.published_on for r in rows],
-        "content_hash": [content_hash(r) for r in rows],
-        "dedup_key": [dedup_key(r) for r in rows],
-        "payload": [Jsonb(r.payload) for r in rows],
-    }
-    new, updated, unchanged, written = conn.execute(_UPSERT_SQL, params).fetchone()
+    with conn.cursor() as cur:
+        cur.execute(_CREATE_STAGING_SQL)
+        cur.execute("TRUNCATE incoming_documents")
+        with cur.copy(f"COPY incoming_documents ({_STAGING_COLUMNS}) FROM STDIN") as copy:
+            for record in rows:
+                digest, payload = _hash_and_payload(record)
+                copy.write_row(
+                    (
+                        record.external_id,
+                        record.title,
+                        record.summary,
+                        record.url,
+                        record.published_at,
+                        record.published_on,
+                        digest,
+                        dedup_key(record),
+                        payload,
+                    )
+                )
+        new, updated, unchanged, written = cur.execute(
+            _MERGE_SQL, {"source_id": source_id}
+        ).fetchone()
+        cur.execute("TRUNCATE incoming_documents")
     if written != len(rows):
         raise RuntimeError(
             f"source {source_id!r}: upsert wrote {written} of {len(rows)} rows; refusing to guess"

@@ -1,0 +1,107 @@
+"""The daily_signals job end to end through Dagster on the real recordings, run twice."""
+
+from __future__ import annotations
+
+import psycopg
+
+from va_signals.assets import DOCUMENTS_KEY, SIGNALS_KEY
+from va_signals.launch import run_daily_signals
+from va_signals_tests.recordings import shared_recordings
+
+# What each source meets in the shared recordings: the Federal Register and LDA lists carry a
+# continuation that was never recorded or that replays page 1, so those runs keep their first
+# page and record ERROR; the committee-bills route was never recorded at all.
+EXPECTED_FIRST_RUN = {
+    "ecfr_title38": ("SUCCESS", 1, None),
+    "federal_register_va": ("ERROR", 14, "RequestRejected"),
+    "federal_register_title38": ("ERROR", 3, "RequestRejected"),
+    "lda_filings": ("ERROR", 23, "PagingLoopError"),
+    "congress_bills": ("ERROR", 0, "RequestRejected"),
+}
+
+
+def _duplicates(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM (SELECT source_id, external_id FROM documents "
+            "GROUP BY 1, 2 HAVING count(*) > 1) AS d"
+        ).fetchone()[0]
+
+
+def _stored(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT source_id, count(*) FROM documents GROUP BY 1").fetchall()
+    return dict(rows)
+
+
+def test_job_on_shared_recordings_twice_without_duplicates(db: str, dagster_instance) -> None:
+    recordings = shared_recordings()
+
+    first = run_daily_signals(replay_dir=recordings, instance=dagster_instance)
+
+    assert first.success, first.step_failures
+    by_source = {row["source_id"]: row for row in first.source_runs}
+    assert len(by_source) == 9, sorted(by_source)
+    for source_id, (status, new, error_class) in EXPECTED_FIRST_RUN.items():
+        row = by_source[source_id]
+        assert (row["status"], row["records_new"], row["error_class"]) == (
+            status,
+            new,
+            error_class,
+        ), source_id
+    # An error in the middle of paging keeps the page already fetched.
+    assert by_source["federal_register_va"]["pages"] == 1
+    assert "not recorded" in by_source["federal_register_va"]["error_message"]
+    stored_after_first = _stored(db)
+    assert stored_after_first["federal_register_va"] == 14
+    assert stored_after_first["lda_filings"] == 23
+    materialized = {
+        event.asset_key for event in first_result_materializations(dagster_instance, first.run_id)
+    }
+    assert {DOCUMENTS_KEY, SIGNALS_KEY} <= materialized
+    assert first.signals_written > 0
+
+    second = run_daily_signals(replay_dir=recordings, instance=dagster_instance)
+
+    assert second.success, second.step_failures
+    assert _stored(db) == stored_after_first
+    assert _duplicates(db) == 0
+    for row in second.source_runs:
+        assert row["records_new"] == 0, row["source_id"]
+        assert row["records_updated"] == 0, row["source_id"]
+    second_by_source = {row["source_id"]: row for row in second.source_runs}
+    assert second_by_source["federal_register_va"]["records_unchanged"] == 14
+    assert second.signals_written == 0
+
+
+def test_failed_source_is_observed_not_materialized(db: str, dagster_instance) -> None:
+    outcome = run_daily_signals(
+        replay_dir=shared_recordings(),
+        instance=dagster_instance,
+        select=["ecfr_title38", "congress_bills"],
+    )
+    assert outcome.success
+    materialized = {
+        event.asset_key.to_user_string()
+        for event in first_result_materializations(dagster_instance, outcome.run_id)
+    }
+    assert "ecfr/ecfr_title38" in materialized
+    assert "congress/congress_bills" not in materialized
+    assert "documents" in materialized
+    observations = [
+        record
+        for record in dagster_instance.all_logs(outcome.run_id)
+        if record.dagster_event and record.dagster_event.event_type_value == "ASSET_OBSERVATION"
+    ]
+    assert len(observations) == 1
+    metadata = observations[0].dagster_event.event_specific_data.asset_observation.metadata
+    assert metadata["status"].value == "ERROR"
+    assert metadata["error_class"].value == "RequestRejected"
+
+
+def first_result_materializations(instance, run_id: str):
+    return [
+        record.dagster_event.event_specific_data.materialization
+        for record in instance.all_logs(run_id)
+        if record.dagster_event and record.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
+    ]
