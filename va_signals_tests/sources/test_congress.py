@@ -6,15 +6,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
-import yaml
 
 from va_signals.catalog import load_catalog
 from va_signals.sources import ADAPTERS
@@ -33,7 +31,8 @@ from va_signals.sources.congress import (
     is_referred_to,
     web_bill_url,
 )
-from va_signals_tests.recordings import recording, shared_recordings
+from va_signals_tests.recordings import recording
+from va_signals_tests.support import ReplayingClient
 
 CATALOG = load_catalog()
 BASE_URL = CATALOG.service("api.congress.gov").base_url
@@ -44,58 +43,6 @@ SINCE = datetime(2026, 9, 1, 8, 30, tzinfo=ZoneInfo("America/New_York"))
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-class FakeCongressClient:
-    """Answers like a replay of the congress recordings: method, host and path must match, `*` is
-    one path segment, the query is ignored and the fewest wildcards win. Bodies given by the test
-    answer first, by full URL and then by path, so routes that were never recorded can be served.
-    """
-
-    def __init__(self, served: Mapping[str, Any] | None = None) -> None:
-        folder = shared_recordings() / "congress"
-        manifest = yaml.safe_load((folder / "manifest.yaml").read_text(encoding="utf-8"))
-        self.folder = folder
-        self.entries: list[Mapping[str, Any]] = manifest["responses"]
-        self.served = {key: _as_bytes(value) for key, value in (served or {}).items()}
-        self.requested: list[str] = []
-
-    def get(
-        self,
-        url: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        self.requested.append(url)
-        request = httpx.Request("GET", url, params=params, headers=headers)
-        body = self.served.get(url) or self.served.get(request.url.path)
-        if body is None:
-            body = self._recorded(request.url.host, request.url.path)
-        if body is None:
-            response = httpx.Response(404, request=request, content=b"not recorded")
-            raise httpx.HTTPStatusError("not recorded", request=request, response=response)
-        return httpx.Response(200, request=request, content=body)
-
-    def _recorded(self, host: str, path: str) -> bytes | None:
-        wanted = path.strip("/").split("/")
-        best: tuple[int, str] | None = None
-        for entry in self.entries:
-            pattern = urlsplit(entry["url"])
-            segments = pattern.path.strip("/").split("/")
-            if entry["method"] != "GET" or pattern.hostname != host:
-                continue
-            if len(segments) != len(wanted):
-                continue
-            if all(seg == "*" or seg == part for seg, part in zip(segments, wanted, strict=True)):
-                wildcards = segments.count("*")
-                if best is None or wildcards < best[0]:
-                    best = (wildcards, entry["body"])
-        return None if best is None else (self.folder / best[1]).read_bytes()
-
-
-def _as_bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else json.dumps(value).encode("utf-8")
 
 
 def adapter(adapter_class: type[SourceAdapter], **params: Any) -> Any:
@@ -269,7 +216,8 @@ def test_bills_parse_the_nested_committee_bills_shape() -> None:
 
 def test_bills_pages_walk_both_committees_and_keep_the_congress() -> None:
     shared = committee_bill(119, "HR", "500", "2025-02-01T15:00:00Z")
-    client = FakeCongressClient(
+    client = ReplayingClient(
+        "congress_bills",
         {
             HOUSE_VA_BILLS: committee_bills(
                 shared, committee_bill(118, "HR", "9", "2024-01-01T15:00:00Z")
@@ -278,7 +226,7 @@ def test_bills_pages_walk_both_committees_and_keep_the_congress() -> None:
                 {**shared, "relationshipType": "Referred to"},
                 committee_bill(119, "S", "42", "2025-04-01T15:00:00Z"),
             ),
-        }
+        },
     )
     pages = list(adapter(CongressBills, limit=1000).pages(client, since=SINCE, cursor=None))
 
@@ -300,7 +248,7 @@ def test_bills_pages_walk_both_committees_and_keep_the_congress() -> None:
 
 
 def test_bills_first_run_starts_at_the_beginning_of_the_congress() -> None:
-    client = FakeCongressClient({HOUSE_VA_BILLS: committee_bills()})
+    client = ReplayingClient("congress_bills", {HOUSE_VA_BILLS: committee_bills()})
     pages = adapter(CongressBills, committees=["hsvr00"]).pages(client, since=None, cursor=None)
 
     assert [page.records for page in pages] == [[]]
@@ -309,11 +257,12 @@ def test_bills_first_run_starts_at_the_beginning_of_the_congress() -> None:
 
 def test_bills_resume_at_the_cursor_and_then_finish_the_later_committees() -> None:
     cursor = f"{API}{HOUSE_VA_BILLS}?offset=250&limit=250&format=json"
-    client = FakeCongressClient(
+    client = ReplayingClient(
+        "congress_bills",
         {
             HOUSE_VA_BILLS: committee_bills(committee_bill(119, "HR", "8", "2025-02-01")),
             SENATE_VA_BILLS: committee_bills(),
-        }
+        },
     )
     pages = list(adapter(CongressBills).pages(client, since=SINCE, cursor=cursor))
 
@@ -327,7 +276,7 @@ def test_bills_stop_when_a_committee_list_repeats_its_page() -> None:
         committee_bill(119, "HR", "1", "2025-02-01T15:00:00Z"),
         next_url=f"{API}{HOUSE_VA_BILLS}?offset=1&limit=1&format=json",
     )
-    client = FakeCongressClient({HOUSE_VA_BILLS: repeating})
+    client = ReplayingClient("congress_bills", {HOUSE_VA_BILLS: repeating})
     seen: list[Page] = []
 
     with pytest.raises(PagingLoopError, match="repeats"):
@@ -399,7 +348,7 @@ def test_actions_pages_stop_after_max_bills_and_resume_from_the_cursor() -> None
         SENATE_VA_BILLS: committee_bills(),
         "/v3/bill/117/hr/7369/actions": hr_7369,
     }
-    client = FakeCongressClient(served)
+    client = ReplayingClient("congress_bills", served)
     first_run = list(
         adapter(CongressBillActions, congress=117, max_bills=1).pages(
             client, since=SINCE, cursor=None
@@ -412,7 +361,7 @@ def test_actions_pages_stop_after_max_bills_and_resume_from_the_cursor() -> None
     position = json.loads(first_run[0].next_cursor)
     assert position == {"list": client.requested[0], "skip": 1}
 
-    client = FakeCongressClient(served)
+    client = ReplayingClient("congress_bills", served)
     second_run = list(
         adapter(CongressBillActions, congress=117).pages(
             client, since=SINCE, cursor=first_run[0].next_cursor
@@ -435,13 +384,14 @@ def test_actions_follow_pagination_next_within_one_bill() -> None:
     page_one["pagination"]["next"] = second_url
     page_two = copy.deepcopy(body)
     page_two["actions"] = body["actions"][5:]
-    client = FakeCongressClient(
+    client = ReplayingClient(
+        "congress_bills",
         {
             HOUSE_VA_BILLS: committee_bills(committee_bill(117, "HR", "21", "2021-01-04")),
             SENATE_VA_BILLS: committee_bills(),
             second_url: page_two,
             "/v3/bill/117/hr/21/actions": page_one,
-        }
+        },
     )
     pages = list(
         adapter(CongressBillActions, congress=117, committees=["hsvr00"]).pages(
@@ -458,13 +408,14 @@ def test_actions_follow_pagination_next_within_one_bill() -> None:
 def test_a_misrouted_actions_answer_keeps_the_bill_it_describes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client = FakeCongressClient(
+    client = ReplayingClient(
+        "congress_bills",
         {
             HOUSE_VA_BILLS: committee_bills(
                 committee_bill(117, "HR", "21", "2021-01-04"),
                 committee_bill(117, "HR", "7369", "2022-04-01"),
             ),
-        }
+        },
     )
     with caplog.at_level(logging.WARNING):
         pages = list(
@@ -520,7 +471,8 @@ def test_meetings_parse_the_recorded_detail() -> None:
 
 
 def test_meetings_pages_read_details_then_stop_when_the_list_repeats() -> None:
-    client = FakeCongressClient(
+    client = ReplayingClient(
+        "congress_bills",
         {
             "/v3/committee-meeting/119/house/119569": meeting_detail(
                 "119569", "Oversight of the VA", "2026-09-17T14:00:00Z"
@@ -528,7 +480,7 @@ def test_meetings_pages_read_details_then_stop_when_the_list_repeats() -> None:
             "/v3/committee-meeting/119/house/119517": meeting_detail(
                 "119517", "Budget Hearing", "2026-09-10T13:30:00Z"
             ),
-        }
+        },
     )
     seen: list[Page] = []
 
@@ -568,7 +520,7 @@ def test_meetings_stop_at_max_details_and_resume_inside_the_list_page() -> None:
             "119517", "C", "2026-09-10T14:00:00Z"
         ),
     }
-    client = FakeCongressClient(served)
+    client = ReplayingClient("congress_bills", served)
     (first,) = adapter(CongressCommitteeMeetings, max_details=2).pages(
         client, since=SINCE, cursor=None
     )
@@ -576,7 +528,7 @@ def test_meetings_stop_at_max_details_and_resume_inside_the_list_page() -> None:
     assert [record.title for record in first.records] == ["A", "Various Measures"]
     assert json.loads(first.next_cursor) == {"list": client.requested[0], "skip": 2}
 
-    client = FakeCongressClient(served)
+    client = ReplayingClient("congress_bills", served)
     (resumed,) = adapter(CongressCommitteeMeetings, max_details=1).pages(
         client, since=SINCE, cursor=first.next_cursor
     )
@@ -619,7 +571,7 @@ def test_reports_name_later_parts_and_read_the_spaced_timestamp_form() -> None:
 
 
 def test_reports_pages_yield_the_first_page_then_stop_on_the_replayed_next() -> None:
-    client = FakeCongressClient()
+    client = ReplayingClient("congress_bills")
     seen: list[Page] = []
 
     with pytest.raises(PagingLoopError):
@@ -650,7 +602,7 @@ def test_crs_parse_the_recorded_list() -> None:
 
 
 def test_crs_pages_pass_the_unencoded_next_as_is_and_stop_on_the_loop() -> None:
-    client = FakeCongressClient()
+    client = ReplayingClient("congress_bills")
     seen: list[Page] = []
 
     with pytest.raises(PagingLoopError, match="repeats 2 records"):
@@ -667,7 +619,7 @@ def test_crs_pages_pass_the_unencoded_next_as_is_and_stop_on_the_loop() -> None:
 def test_crs_pages_end_cleanly_without_next() -> None:
     body = document("congress/crsreport-list.json")
     del body["pagination"]["next"]
-    client = FakeCongressClient({"/v3/crsreport": body})
+    client = ReplayingClient("congress_bills", {"/v3/crsreport": body})
 
     pages = list(adapter(CongressCrsReports).pages(client, since=SINCE, cursor=None))
 
@@ -681,7 +633,7 @@ def test_crs_pages_resume_by_requesting_the_cursor_url() -> None:
     body = document("congress/crsreport-list.json")
     del body["pagination"]["next"]
     cursor = f"{API}/v3/crsreport?sort=updateDate desc&offset=2&limit=2&format=json"
-    client = FakeCongressClient({"/v3/crsreport": body})
+    client = ReplayingClient("congress_bills", {"/v3/crsreport": body})
 
     list(adapter(CongressCrsReports).pages(client, since=SINCE, cursor=cursor))
 
@@ -699,7 +651,7 @@ def test_next_urls_lose_any_api_key_and_may_not_leave_the_service() -> None:
         adapter(CongressCrsReports).parse(json.dumps(body).encode())
     assert caught.value.field == "pagination.next"
 
-    client = FakeCongressClient()
+    client = ReplayingClient("congress_bills")
     with pytest.raises(SourceShapeError, match="cursor"):
         next(adapter(CongressCrsReports).pages(client, since=None, cursor="http://10.0.0.1/x"))
     assert client.requested == []

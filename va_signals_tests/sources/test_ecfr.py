@@ -3,68 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 import pytest
-import yaml
 
 from va_signals.catalog import default_catalog
+from va_signals.resilience.errors import RequestRejected
 from va_signals.sources import ecfr
 from va_signals.sources.base import SourceShapeError
 from va_signals.sources.ecfr import EcfrTitleAdapter
-from va_signals_tests.recordings import recording, shared_recordings
+from va_signals_tests.recordings import recording
+from va_signals_tests.support import ReplayingClient
 
 BODY = "ecfr/titles.json"
 TITLES_URL = "https://www.ecfr.gov/api/versioner/v1/titles.json"
-
-
-class ReplayClient:
-    """Serves recorded bodies by the recordings README rule: method, host and path match, `*` is
-    one path segment, the query is ignored, fewest wildcards wins; anything else fails like an
-    upstream error would."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder = shared_recordings() / folder
-        manifest = yaml.safe_load((self.folder / "manifest.yaml").read_text(encoding="utf-8"))
-        self.entries: list[Mapping[str, Any]] = manifest["responses"]
-        self.requested: list[str] = []
-
-    def get(
-        self,
-        url: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        request = httpx.Request("GET", url, params=params, headers=headers)
-        self.requested.append(str(request.url))
-        entry = self._match("GET", request.url.host, request.url.path)
-        if entry is None or entry["status"] >= 400:
-            response = httpx.Response(404, request=request, content=b"not recorded")
-            raise httpx.HTTPStatusError("not recorded", request=request, response=response)
-        body = Path(self.folder, entry["body"]).read_bytes()
-        return httpx.Response(entry["status"], request=request, content=body)
-
-    def _match(self, method: str, host: str, path: str) -> Mapping[str, Any] | None:
-        wanted = path.split("/")
-        best: tuple[int, Mapping[str, Any]] | None = None
-        for entry in self.entries:
-            pattern = urlsplit(entry["url"])
-            segments = pattern.path.split("/")
-            if entry.get("method", "GET").upper() != method or pattern.hostname != host:
-                continue
-            if len(segments) != len(wanted):
-                continue
-            if all(seg == "*" or seg == got for seg, got in zip(segments, wanted, strict=True)):
-                wildcards = segments.count("*")
-                if best is None or wildcards < best[0]:
-                    best = (wildcards, entry)
-        return best[1] if best else None
 
 
 def _adapter(**params: Any) -> EcfrTitleAdapter:
@@ -145,7 +98,7 @@ def test_bad_title_param_fails_when_the_adapter_is_built(title: Any) -> None:
 
 
 def test_pages_makes_one_request_and_yields_one_page() -> None:
-    client = ReplayClient("ecfr")
+    client = ReplayingClient("ecfr_title38")
 
     pages = list(_adapter().pages(client, since=datetime(2026, 8, 1, tzinfo=UTC), cursor=None))
 
@@ -155,7 +108,7 @@ def test_pages_makes_one_request_and_yields_one_page() -> None:
 
 
 def test_resuming_requests_the_cursor_first() -> None:
-    client = ReplayClient("ecfr")
+    client = ReplayingClient("ecfr_title38")
     cursor = TITLES_URL + "?resumed=1"
 
     pages = list(_adapter().pages(client, since=None, cursor=cursor))
@@ -165,10 +118,10 @@ def test_resuming_requests_the_cursor_first() -> None:
 
 
 def test_an_unrecorded_request_fails_like_an_upstream_error() -> None:
-    client = ReplayClient("ecfr")
+    client = ReplayingClient("ecfr_title38")
     pages = _adapter().pages(client, since=None, cursor="https://www.ecfr.gov/api/other.json")
 
-    with pytest.raises(httpx.HTTPStatusError):
+    with pytest.raises(RequestRejected):
         next(pages)
 
 

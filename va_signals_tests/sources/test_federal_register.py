@@ -3,68 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
-import yaml
 
 from va_signals.catalog import Source, default_catalog
+from va_signals.resilience.errors import RequestRejected
 from va_signals.sources import federal_register
 from va_signals.sources.base import SourceShapeError
 from va_signals.sources.federal_register import FederalRegisterAdapter, is_from_agency
-from va_signals_tests.recordings import recording, shared_recordings
+from va_signals_tests.recordings import recording
+from va_signals_tests.support import ReplayingClient
 
 BODY = "federal_register/documents-2024-page1.json"
 TITLE_38_IDS = ["2024-00192", "2024-00353", "2024-00629"]
-
-
-class ReplayClient:
-    """Serves recorded bodies by the recordings README rule: method, host and path match, `*` is
-    one path segment, the query is ignored, fewest wildcards wins; anything else fails like an
-    upstream error would."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder = shared_recordings() / folder
-        manifest = yaml.safe_load((self.folder / "manifest.yaml").read_text(encoding="utf-8"))
-        self.entries: list[Mapping[str, Any]] = manifest["responses"]
-        self.requested: list[str] = []
-
-    def get(
-        self,
-        url: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        request = httpx.Request("GET", url, params=params, headers=headers)
-        self.requested.append(str(request.url))
-        entry = self._match("GET", request.url.host, request.url.path)
-        if entry is None or entry["status"] >= 400:
-            response = httpx.Response(404, request=request, content=b"not recorded")
-            raise httpx.HTTPStatusError("not recorded", request=request, response=response)
-        body = Path(self.folder, entry["body"]).read_bytes()
-        return httpx.Response(entry["status"], request=request, content=body)
-
-    def _match(self, method: str, host: str, path: str) -> Mapping[str, Any] | None:
-        wanted = path.split("/")
-        best: tuple[int, Mapping[str, Any]] | None = None
-        for entry in self.entries:
-            pattern = urlsplit(entry["url"])
-            segments = pattern.path.split("/")
-            if entry.get("method", "GET").upper() != method or pattern.hostname != host:
-                continue
-            if len(segments) != len(wanted):
-                continue
-            if all(seg == "*" or seg == got for seg, got in zip(segments, wanted, strict=True)):
-                wildcards = segments.count("*")
-                if best is None or wildcards < best[0]:
-                    best = (wildcards, entry)
-        return best[1] if best else None
 
 
 def _adapter(source_id: str = "federal_register_va", **params: Any) -> FederalRegisterAdapter:
@@ -216,7 +170,7 @@ def test_bad_params_fail_when_the_adapter_is_built(params: dict[str, Any]) -> No
 
 
 def test_pages_yields_page_one_then_the_unrecorded_next_page_fails() -> None:
-    client = ReplayClient("federal_register")
+    client = ReplayingClient("federal_register_va")
     adapter = _adapter()
     pages = adapter.pages(client, since=None, cursor=None)
 
@@ -227,14 +181,14 @@ def test_pages_yields_page_one_then_the_unrecorded_next_page_fails() -> None:
     assert first.request_url == adapter.first_url(None)
     assert first.next_cursor == _raw()["next_page_url"]
 
-    with pytest.raises(httpx.HTTPStatusError) as failure:
+    with pytest.raises(RequestRejected) as failure:
         next(pages)
-    assert failure.value.response.status_code == 404
+    assert failure.value.status == 404
     assert client.requested == [adapter.first_url(None), _raw()["next_page_url"]]
 
 
 def test_pages_with_since_sends_the_date_bound() -> None:
-    client = ReplayClient("federal_register")
+    client = ReplayingClient("federal_register_va")
     pages = _adapter().pages(client, since=datetime(2024, 1, 3, 12, tzinfo=UTC), cursor=None)
 
     next(pages)
@@ -242,7 +196,7 @@ def test_pages_with_since_sends_the_date_bound() -> None:
 
 
 def test_resuming_requests_the_cursor_first() -> None:
-    client = ReplayClient("federal_register")
+    client = ReplayingClient("federal_register_va")
     cursor = "https://www.federalregister.gov/api/v1/documents.json?page=3&per_page=1000"
     pages = _adapter().pages(client, since=datetime(2024, 1, 1, tzinfo=UTC), cursor=cursor)
 

@@ -3,70 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
-import yaml
 
 from va_signals.catalog import default_catalog
+from va_signals.resilience.errors import RequestRejected
 from va_signals.sources import lda
 from va_signals.sources.base import PagingLoopError, SourceShapeError
 from va_signals.sources.lda import LdaFilingsAdapter, has_issue_code
-from va_signals_tests.recordings import recording, shared_recordings
+from va_signals_tests.recordings import recording
+from va_signals_tests.support import ReplayingClient
 
 BODY = "lda/filings-list.json"
 NEXT_URL = (
     "https://lda.senate.gov/api/v1/filings/?page=2&registrant_country=US&registrant_id=401104726"
 )
-
-
-class ReplayClient:
-    """Serves recorded bodies by the recordings README rule: method, host and path match, `*` is
-    one path segment, the query is ignored, fewest wildcards wins; anything else fails like an
-    upstream error would."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder = shared_recordings() / folder
-        manifest = yaml.safe_load((self.folder / "manifest.yaml").read_text(encoding="utf-8"))
-        self.entries: list[Mapping[str, Any]] = manifest["responses"]
-        self.requested: list[str] = []
-
-    def get(
-        self,
-        url: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        request = httpx.Request("GET", url, params=params, headers=headers)
-        self.requested.append(str(request.url))
-        entry = self._match("GET", request.url.host, request.url.path)
-        if entry is None or entry["status"] >= 400:
-            response = httpx.Response(404, request=request, content=b"not recorded")
-            raise httpx.HTTPStatusError("not recorded", request=request, response=response)
-        body = Path(self.folder, entry["body"]).read_bytes()
-        return httpx.Response(entry["status"], request=request, content=body)
-
-    def _match(self, method: str, host: str, path: str) -> Mapping[str, Any] | None:
-        wanted = path.split("/")
-        best: tuple[int, Mapping[str, Any]] | None = None
-        for entry in self.entries:
-            pattern = urlsplit(entry["url"])
-            segments = pattern.path.split("/")
-            if entry.get("method", "GET").upper() != method or pattern.hostname != host:
-                continue
-            if len(segments) != len(wanted):
-                continue
-            if all(seg == "*" or seg == got for seg, got in zip(segments, wanted, strict=True)):
-                wildcards = segments.count("*")
-                if best is None or wildcards < best[0]:
-                    best = (wildcards, entry)
-        return best[1] if best else None
 
 
 def _adapter(**params: Any) -> LdaFilingsAdapter:
@@ -201,7 +155,7 @@ def test_page_size_is_capped_and_bad_params_fail_early() -> None:
 
 
 def test_next_answering_page_one_again_is_a_paging_loop() -> None:
-    client = ReplayClient("lda")
+    client = ReplayingClient("lda_filings")
     adapter = _adapter()
     pages = adapter.pages(client, since=None, cursor=None)
 
@@ -220,7 +174,7 @@ def test_next_answering_page_one_again_is_a_paging_loop() -> None:
 
 
 def test_resuming_requests_the_cursor_first() -> None:
-    client = ReplayClient("lda")
+    client = ReplayingClient("lda_filings")
     pages = _adapter().pages(client, since=datetime(2024, 1, 1, tzinfo=UTC), cursor=NEXT_URL)
 
     page = next(pages)
@@ -234,12 +188,12 @@ def test_resuming_requests_the_cursor_first() -> None:
 
 
 def test_an_unrecorded_path_fails_like_an_upstream_error() -> None:
-    client = ReplayClient("lda")
+    client = ReplayingClient("lda_filings")
     pages = _adapter().pages(
         client, since=None, cursor="https://lda.senate.gov/api/v1/filings/a/b/"
     )
 
-    with pytest.raises(httpx.HTTPStatusError):
+    with pytest.raises(RequestRejected):
         next(pages)
 
 
