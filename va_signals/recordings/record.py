@@ -38,7 +38,9 @@ class RecordingTransport(httpx.BaseTransport):
         self.inner.close()
 
     def _save(self, request: httpx.Request, response: httpx.Response, body: bytes) -> None:
-        host = request.url.host.lower()
+        # Host and port only: credentials in the URL's user-info must never reach the disk.
+        port = f":{request.url.port}" if request.url.port else ""
+        host = f"{request.url.host.lower()}{port}"
         url = f"{request.url.scheme}://{host}{request.url.path}"
         digest = hashlib.sha256(str(request.url).encode()).hexdigest()[:12]
         suffix = ".json" if "json" in response.headers.get("content-type", "") else ".body"
