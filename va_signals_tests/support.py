@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +17,8 @@ from va_signals_tests.recordings import shared_recordings
 class _OverlayTransport(ReplayTransport):
     """Answers with a test's own bodies first (by full URL, then by path), else the recordings."""
 
-    def __init__(self, served: Mapping[str, bytes]) -> None:
-        super().__init__(shared_recordings())
+    def __init__(self, served: Mapping[str, bytes], root: Path | None = None) -> None:
+        super().__init__(root or shared_recordings())
         self.served = dict(served)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -34,11 +35,13 @@ class ReplayingClient(ResilientClient):
     """The production client over the replay transport, remembering every URL it was asked for
     exactly as the adapter passed it."""
 
-    def __init__(self, source_id: str, served: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, source_id: str, served: Mapping[str, Any] | None = None, root: Path | None = None
+    ) -> None:
         catalog = default_catalog()
         service = catalog.service(catalog.source(source_id).service)
         bodies = {key: _as_bytes(value) for key, value in (served or {}).items()}
-        self.transport = _OverlayTransport(bodies)
+        self.transport = _OverlayTransport(bodies, root)
         self.requested: list[str] = []
         super().__init__(httpx.Client(transport=self.transport), service, source_id)
 
