@@ -105,3 +105,26 @@ def first_result_materializations(instance, run_id: str):
         for record in instance.all_logs(run_id)
         if record.dagster_event and record.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
     ]
+
+
+def test_job_on_examples_twice_every_source_succeeds_then_nothing_changes(
+    db: str, dagster_instance
+) -> None:
+    from va_signals_tests.recordings import EXAMPLE_RECORDINGS
+
+    first = run_daily_signals(replay_dir=EXAMPLE_RECORDINGS, instance=dagster_instance)
+    assert first.success, first.step_failures
+    assert {row["status"] for row in first.source_runs} == {"SUCCESS"}
+    assert len(first.source_runs) == 9
+    new_first = sum(row["records_new"] for row in first.source_runs)
+    assert new_first == first.documents_total > 0
+    assert first.signals_written > 0
+
+    second = run_daily_signals(replay_dir=EXAMPLE_RECORDINGS, instance=dagster_instance)
+    assert second.success, second.step_failures
+    assert {row["status"] for row in second.source_runs} == {"SUCCESS"}
+    assert sum(row["records_new"] for row in second.source_runs) == 0
+    assert sum(row["records_unchanged"] for row in second.source_runs) == new_first
+    assert second.documents_total == first.documents_total
+    assert second.signals_written == 0
+    assert _duplicates(db) == 0
