@@ -129,9 +129,15 @@ def _run_job(args: argparse.Namespace, *, replay: str | None, record: str | None
     progress = logging.getLogger("va_signals.progress")
     progress.addHandler(handler)
     progress.setLevel(logging.INFO)
+    progress.propagate = False
     try:
+        # Source failures are reported in the table; Dagster's console shows only errors.
         outcome = run_daily_signals(
-            replay_dir=replay, record_dir=record, select=selected, max_pages=args.max_pages
+            replay_dir=replay,
+            record_dir=record,
+            select=selected,
+            max_pages=args.max_pages,
+            log_level="ERROR",
         )
     except JobRunError as exc:
         err_console.print(f"[red]va-signals: {exc}[/red]")
@@ -139,6 +145,7 @@ def _run_job(args: argparse.Namespace, *, replay: str | None, record: str | None
     finally:
         progress.removeHandler(handler)
     console.print(_runs_table(outcome.source_runs))
+    _print_errors(outcome.source_runs)
     console.print(
         f"run {outcome.run_id}: {'succeeded' if outcome.success else 'FAILED'}; "
         f"{outcome.documents_total} documents stored, {outcome.signals_written} signals written"
@@ -160,21 +167,25 @@ class _ProgressHandler(logging.Handler):
             f"{result.pages} pages, {result.counts.new} new, {result.counts.updated} updated, "
             f"{result.counts.unchanged} unchanged"
         )
-        if result.error_message:
-            detail += f": {result.error_message[:120]}"
+        if result.error_class:
+            detail += f" ({result.error_class})"
         console.print(
             f"  [{colour}]{result.status.value:<8}[/{colour}] {result.source_id}  {detail}"
         )
 
 
 def _runs_table(rows: list[dict]) -> Table:
-    table = Table(title="Sources in this run")
-    for column in ("source", "status", "pages", "new", "updated", "unchanged", "ms", "error"):
-        justify = "right" if column in ("pages", "new", "updated", "unchanged", "ms") else "left"
-        table.add_column(column, justify=justify)
+    table = Table(title="Sources in this run", title_justify="left")
+    table.add_column("source", no_wrap=True)
+    table.add_column("status", no_wrap=True, min_width=8)
+    for column in ("pages", "new", "updated", "same", "ms"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    # Narrow terminals get the error classes in the lines printed under the table instead.
+    wide = console.width >= 110
+    if wide:
+        table.add_column("error", overflow="ellipsis", no_wrap=True)
     for row in rows:
-        status = row["status"] + (" (truncated)" if row["truncated"] else "")
-        error = f"{row['error_class']}: {row['error_message']}" if row["error_class"] else ""
+        status = row["status"] + ("*" if row["truncated"] else "")
         table.add_row(
             row["source_id"],
             status,
@@ -183,9 +194,17 @@ def _runs_table(rows: list[dict]) -> Table:
             str(row["records_updated"]),
             str(row["records_unchanged"]),
             str(row["duration_ms"] or 0),
-            error[:90],
+            *([row["error_class"] or ""] if wide else []),
         )
+    if any(row["truncated"] for row in rows):
+        table.caption = "* stopped at its page budget; the next run resumes where it stopped"
     return table
+
+
+def _print_errors(rows: list[dict]) -> None:
+    failed = [row for row in rows if row["error_message"]]
+    for row in failed:
+        console.print(f"[red]{row['error_class']}[/red] {row['error_message']}", soft_wrap=True)
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:

@@ -48,6 +48,7 @@ def run_daily_signals(
     instance: dg.DagsterInstance | None = None,
     definitions: dg.Definitions | None = None,
     catalog: Catalog | None = None,
+    log_level: str = "WARNING",
 ) -> JobOutcome:
     """Run the job once; source failures are data in the outcome, not exceptions."""
     from va_signals.definitions import defs as default_defs
@@ -64,6 +65,9 @@ def run_daily_signals(
         raise JobRunError(f"database unavailable at {redact(url)}: {exc}") from exc
 
     run_config: dict = {
+        # Dagster's console log repeats every event; warnings and errors are what a person
+        # running the command needs (the full log is in the instance, visible in the UI).
+        "loggers": {"console": {"config": {"log_level": log_level}}},
         "resources": {
             "http": {
                 "config": {
@@ -71,7 +75,7 @@ def run_daily_signals(
                     "record_dir": str(record_dir or ""),
                 }
             },
-        }
+        },
     }
     if max_pages is not None:
         families = {catalog.source(name).family for name in select} if select else None

