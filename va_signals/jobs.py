@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 DAILY_SIGNALS_JOB = "daily_signals"
@@ -23,5 +25,11 @@ daily_signals_schedule = dg.ScheduleDefinition(
     cron_schedule="0 7 * * 1-5",
     execution_timezone=SCHEDULE_TIMEZONE,
     description="Weekdays at 07:00 Eastern, after the Federal Register's daily issue is online.",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    # On only where VA_SIGNALS_ENABLE_SCHEDULES=1 (production sets it): a laptop running
+    # `make dev` should not start live runs by itself.
+    default_status=(
+        dg.DefaultScheduleStatus.RUNNING
+        if os.environ.get("VA_SIGNALS_ENABLE_SCHEDULES") == "1"
+        else dg.DefaultScheduleStatus.STOPPED
+    ),
 )

@@ -95,6 +95,9 @@ def run_daily_signals(
         instance=instance or dg.DagsterInstance.get(),
         asset_selection=selection,
         raise_on_error=False,
+        # The daemon retries runs it launched; a run in this process is not one of them, so
+        # it must not be marked as about to be retried.
+        tags={"dagster/max_retries": "0"},
     )
     return _outcome(result, url)
 

@@ -60,7 +60,7 @@ def test_run_prints_a_table_per_source_and_exits_zero_despite_source_errors(
     assert "ecfr_title38" in completed.stdout
     assert "SUCCESS" in completed.stdout
     assert "PagingLoopError" in completed.stdout
-    assert "run " in completed.stdout and "succeeded" in completed.stdout
+    assert "finished: 1 of 2 sources ok" in completed.stdout
     with psycopg.connect(db) as conn:
         statuses = dict(conn.execute("SELECT source_id, status FROM source_runs").fetchall())
     assert statuses == {"ecfr_title38": "SUCCESS", "lda_filings": "ERROR"}
