@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from va_signals.cli_incidents import add_incidents_parser
 from va_signals.db.location import database_url, redact, state_dir, stop_embedded
 
 console = Console(highlight=False)
@@ -40,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except BrokenPipeError:
+        # `va-signals parse ... | head` closes the pipe early: not an error of ours.
+        sys.stderr.close()
+        return EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,13 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daily_signals job once")
     run.add_argument("--replay", metavar="DIR", help="serve requests from a recordings folder")
     run.add_argument("--select", metavar="SOURCES", help="comma-separated source ids")
-    run.add_argument("--max-pages", type=int, metavar="N", help="page budget per source")
+    run.add_argument("--max-pages", type=_positive_int, metavar="N", help="page budget per source")
     run.set_defaults(handler=_cmd_run)
 
     record = commands.add_parser("record", help="run the sources live and save what they fetch")
     record.add_argument("--out", required=True, metavar="DIR", help="recordings folder to write")
     record.add_argument("--select", metavar="SOURCES", help="comma-separated source ids")
-    record.add_argument("--max-pages", type=int, default=1, metavar="N")
+    record.add_argument("--max-pages", type=_positive_int, default=1, metavar="N")
     record.set_defaults(handler=_cmd_record)
 
     parse = commands.add_parser("parse", help="parse a saved response body of one source")
@@ -66,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="start the Dagster UI on the local instance")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(handler=_cmd_dev)
+
+    add_incidents_parser(commands)
+
+    health = commands.add_parser("health", help="print the health score and its dimensions")
+    health.add_argument("--json", action="store_true", help="print one JSON object instead")
+    health.set_defaults(handler=_cmd_health)
 
     db = commands.add_parser("db", help="schema migrations and the embedded server")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -85,6 +96,16 @@ def _parser() -> argparse.ArgumentParser:
         handler=_cmd_db_stop
     )
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def prepare_dagster_home() -> Path:
@@ -146,9 +167,13 @@ def _run_job(args: argparse.Namespace, *, replay: str | None, record: str | None
         progress.removeHandler(handler)
     console.print(_runs_table(outcome.source_runs))
     _print_errors(outcome.source_runs)
+    failed = sum(1 for row in outcome.source_runs if row["status"] == "ERROR")
     console.print(
-        f"run {outcome.run_id}: {'succeeded' if outcome.success else 'FAILED'}; "
-        f"{outcome.documents_total} documents stored, {outcome.signals_written} signals written"
+        f"run {outcome.run_id} {'finished' if outcome.success else 'FAILED'}: "
+        f"{len(outcome.source_runs) - failed} of {len(outcome.source_runs)} sources ok, "
+        f"{outcome.signals_written} signals written, "
+        f"{outcome.documents_total} documents in the database",
+        soft_wrap=True,
     )
     if not outcome.success:
         for message in outcome.step_failures:
@@ -230,8 +255,14 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     for record in page.records:
         sys.stdout.write(record.model_dump_json() + "\n")
     if page.next_cursor:
-        err_console.print(f"next page: {page.next_cursor}")
+        err_console.print(f"next page: {page.next_cursor}", soft_wrap=True)
     return EXIT_OK
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    from va_signals.checks.report import health_command
+
+    return health_command(as_json=args.json, console=console, err_console=err_console)
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:

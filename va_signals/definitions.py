@@ -6,10 +6,15 @@ import os
 
 import dagster as dg
 
-from va_signals.assets import build_pipeline
+from va_signals.assets import build_pipeline, source_asset_key
+from va_signals.assets.health import build_health_asset, build_health_job
 from va_signals.catalog import default_catalog
+from va_signals.checks.freshness_checks import build_freshness_checks, build_freshness_job
 from va_signals.jobs import daily_signals_job, daily_signals_schedule
 from va_signals.resources import DatabaseResource, HttpResource
+from va_signals.resources.alerts import AlertsResource
+from va_signals.sensors.alerting import build_alert_sensors
+from va_signals.sensors.freshness import build_freshness_sensor
 
 
 def _secret(name: str) -> dg.EnvVar | None:
@@ -19,16 +24,25 @@ def _secret(name: str) -> dg.EnvVar | None:
 
 def build_definitions() -> dg.Definitions:
     catalog = default_catalog()
+    freshness_checks = build_freshness_checks(catalog, source_asset_key)
+    freshness_job = build_freshness_job(freshness_checks)
+    health_job = build_health_job()
     return dg.Definitions(
-        assets=[build_pipeline(catalog)],
-        jobs=[daily_signals_job],
+        assets=[build_pipeline(catalog), build_health_asset(catalog)],
+        asset_checks=[freshness_checks],
+        jobs=[daily_signals_job, freshness_job, health_job],
         schedules=[daily_signals_schedule],
+        sensors=[
+            *build_alert_sensors(catalog),
+            build_freshness_sensor(freshness_job, sorted(freshness_checks.check_keys), health_job),
+        ],
         resources={
             "database": DatabaseResource(),
             "http": HttpResource(
                 data_gov_api_key=_secret("DATA_GOV_API_KEY"),
                 lda_api_key=_secret("LDA_API_KEY"),
             ),
+            "alerts": AlertsResource.from_env(),
         },
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -17,22 +18,41 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 from va_signals.db import migrate  # noqa: E402
-from va_signals.db.location import embedded_database_url, with_database  # noqa: E402
+from va_signals.db.location import (  # noqa: E402
+    embedded_database_url,
+    stop_embedded,
+    with_database,
+)
 from va_signals.db.pool import close_all_pools  # noqa: E402
 
 TEST_DATABASE_URL_ENV = "VA_SIGNALS_TEST_DATABASE_URL"
-TABLES = ("signals", "documents", "source_runs", "source_state")
+TABLES = (
+    "signals",
+    "documents",
+    "source_runs",
+    "source_state",
+    # Shared resilience state: a breaker opened or a pause set by one test must not leak.
+    "breaker_state",
+    "breaker_events",
+    "rate_limits",
+)
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An admin URL: the server named by VA_SIGNALS_TEST_DATABASE_URL, else an embedded one."""
+def pg_server_url() -> Iterator[str]:
+    """An admin URL: the server named by VA_SIGNALS_TEST_DATABASE_URL, else an embedded one
+    started for this session and removed with its data when the session ends."""
     configured = os.environ.get(TEST_DATABASE_URL_ENV, "").strip()
     if configured:
-        return configured
+        yield configured
+        return
     # Short path: the embedded server's Unix socket lives in its data folder.
-    data_dir = Path(tempfile.mkdtemp(prefix="vas-pg-")) / "data"
-    return embedded_database_url(data_dir)
+    folder = Path(tempfile.mkdtemp(prefix="vas-pg-"))
+    url = embedded_database_url(folder / "data")
+    yield url
+    close_all_pools()
+    stop_embedded(folder / "data")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,12 @@ import dagster as dg
 from pydantic import Field
 
 from va_signals.catalog import Catalog, Source
+from va_signals.checks.canaries import canary_outs, canary_specs, run_canaries
+from va_signals.checks.freshness_checks import with_freshness_policies
+from va_signals.db.locks import SourceBusy, source_lock
 from va_signals.db.source_runs import close_abandoned_runs
-from va_signals.ingest import SourceRunResult, run_source
+from va_signals.ingest import SourceRunResult, record_skipped_run, run_source
+from va_signals.resilience.errors import BreakerOpen
 from va_signals.resources import DatabaseResource, HttpResource
 from va_signals.signals.pipeline import build_documents_stage, classify_pending
 from va_signals.sources import build_adapter
@@ -37,6 +41,11 @@ class IngestConfig(dg.Config):
         default=None, ge=1, description="Override every source's page budget for this run."
     )
     max_workers: int = Field(default=4, ge=1, description="Sources of a family fetched at once.")
+    source_lock_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a source waits for another run of it to finish before skipping.",
+    )
 
 
 def source_asset_key(source: Source) -> dg.AssetKey:
@@ -49,8 +58,9 @@ def build_pipeline(catalog: Catalog) -> dg.AssetsDefinition:
     families = {
         family: list(members) for family, members in groupby(sources, key=lambda s: s.family)
     }
+    checks = {source.id: canary_specs(source, source_asset_key(source)) for source in sources}
     family_ops = {
-        family: _family_op(catalog, family, members) for family, members in families.items()
+        family: _family_op(catalog, family, members, checks) for family, members in families.items()
     }
 
     @dg.op(name="build_documents", ins={"sources": dg.In(dg.Nothing)})
@@ -66,19 +76,22 @@ def build_pipeline(catalog: Catalog) -> dg.AssetsDefinition:
         yield dg.Output(None, metadata=metadata)
 
     outs = {source.id: dg.GraphOut() for source in sources}
+    check_outs = canary_outs([spec for specs in checks.values() for spec in specs])
+    outs.update({name: dg.GraphOut() for name in check_outs})
     outs.update(documents=dg.GraphOut(), signals=dg.GraphOut())
 
     @dg.graph(name=GRAPH_NAME, out=outs)
     def daily_signals_graph():
         produced = {}
+        checked = {}
         for family, members in families.items():
-            handles = family_ops[family]()
-            if len(members) == 1:
-                handles = (handles,)
-            produced.update(zip([source.id for source in members], handles, strict=True))
+            # Every family op has its sources' check outputs too, so it always returns several.
+            handles = family_ops[family]()._asdict()
+            produced.update({source.id: handles.pop(source.id) for source in members})
+            checked.update(handles)
         documents = documents_op(sources=list(produced.values()))
         signals = signals_op(documents=documents)
-        return {**produced, "documents": documents, "signals": signals}
+        return {**produced, **checked, "documents": documents, "signals": signals}
 
     keys = {source.id: source_asset_key(source) for source in sources}
     keys.update(documents=DOCUMENTS_KEY, signals=SIGNALS_KEY)
@@ -111,8 +124,9 @@ def build_pipeline(catalog: Catalog) -> dg.AssetsDefinition:
             "signals": {"dagster/kind/postgres": "", "dagster/kind/python": ""},
         },
         metadata_by_output_name={source.id: _source_metadata(source) for source in sources},
+        check_specs=[spec for specs in checks.values() for spec in specs],
         can_subset=True,
-    )
+    ).map_asset_specs(with_freshness_policies(catalog))
 
 
 _DOCUMENTS_DESCRIPTION = (
@@ -145,14 +159,26 @@ def _source_metadata(source: Source) -> dict[str, object]:
     }
 
 
-def _family_op(catalog: Catalog, family: str, members: Sequence[Source]) -> dg.OpDefinition:
+def _family_op(
+    catalog: Catalog,
+    family: str,
+    members: Sequence[Source],
+    checks: dict[str, list[dg.AssetCheckSpec]],
+) -> dg.OpDefinition:
     by_id = {source.id: source for source in members}
+    outs = {source.id: dg.Out(dg.Nothing, is_required=False) for source in members}
+    outs.update(canary_outs([spec for source in members for spec in checks[source.id]]))
 
     @dg.op(
         name=f"ingest_{family}",
-        out={source.id: dg.Out(dg.Nothing, is_required=False) for source in members},
+        out=outs,
         tags={"family": family},
         description=f"Fetch and store the {family} sources, several at a time.",
+        # Retries the whole step when it fails outright (database lost, worker crash); a failing
+        # source does not fail the step, it is recorded in its run.
+        retry_policy=dg.RetryPolicy(
+            max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL
+        ),
     )
     def ingest_family(
         context: dg.OpExecutionContext,
@@ -170,30 +196,55 @@ def _family_op(catalog: Catalog, family: str, members: Sequence[Source]) -> dg.O
 
         def ingest(source: Source) -> SourceRunResult:
             service = catalog.service(source.service)
-            client = http.client_for(service, source.id, log=context.log)
-            adapter = build_adapter(source, service)
-            result = run_source(
-                adapter,
-                client,
-                pool,
-                run_id=context.run_id,
-                max_pages=config.max_pages,
-                stats=client.stats,
-                log=context.log,
-            )
+            breaker = http.breaker_for(service, source.id, log=context.log)
+            try:
+                # An open breaker would refuse every call: skip before making any.
+                breaker.check()
+                with source_lock(
+                    pool,
+                    source.id,
+                    wait_seconds=config.source_lock_wait_seconds,
+                    log=context.log,
+                ):
+                    client = http.client_for(service, source.id, log=context.log, gate=breaker)
+                    adapter = build_adapter(source, service)
+                    result = run_source(
+                        adapter,
+                        client,
+                        pool,
+                        run_id=context.run_id,
+                        max_pages=config.max_pages,
+                        stats=client.stats,
+                        log=context.log,
+                    )
+            # run_source turns every failure of the source into its result, so these come
+            # only from the two checks above, before any request was made.
+            except (BreakerOpen, SourceBusy) as skipped:
+                result = record_skipped_run(
+                    pool, source.id, skipped, run_id=context.run_id, log=context.log
+                )
             progress_logger.info(
                 "%s %s", source.id, result.status.value, extra={"source_run": result}
             )
             return result
 
-        workers = min(config.max_workers, max(1, len(selected)))
+        # Each running source holds one pooled connection for its lock and borrows others for
+        # its pages: locks may take at most half of the pool, so the work never starves.
+        workers = min(
+            config.max_workers, max(1, len(selected)), max(1, database.max_pool_size // 2)
+        )
         with ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix=f"ingest-{family}"
-        ) as pool_:
-            futures = {pool_.submit(ingest, source): source for source in selected}
+        ) as threads:
+            futures = {threads.submit(ingest, source): source for source in selected}
+            run_ids = {}
             for future in as_completed(futures):
                 source = futures[future]
-                yield from _report(source, future.result())
+                result = future.result()
+                run_ids[source.id] = result.source_run_id
+                yield from _report(source, result)
+        # After every source of the family: one query per kind of check covers them all.
+        yield from run_canaries(context, database.connection, members, run_ids)
 
     return ingest_family
 

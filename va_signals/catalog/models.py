@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 class Cadence(StrEnum):
@@ -74,13 +75,50 @@ class Service(_Strict):
     max_body_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
 
 
+# JSON value types under the names PostgreSQL's jsonb_typeof gives them, so a stored payload's
+# schema can be read in SQL and compared with the catalog as is.
+JSON_TYPES = ("object", "array", "string", "number", "boolean", "null")
+
+
+def _check_field_type(value: str) -> str:
+    unknown = [part for part in value.split("|") if part not in JSON_TYPES]
+    if unknown:
+        raise ValueError(
+            f"unknown JSON type {unknown[0]!r}; use one of {', '.join(JSON_TYPES)}, "
+            "or several joined by '|' (e.g. 'string|null')"
+        )
+    return value
+
+
+FieldType = Annotated[str, AfterValidator(_check_field_type)]
+
+
 class QualityBounds(_Strict):
-    """Data-quality expectations for one run of a source."""
+    """Data-quality expectations for one run of a source, read by the source's asset checks."""
 
     min_records_per_run: int = Field(default=0, ge=0)
     max_records_per_run: int = Field(default=50_000, gt=0)
-    earliest_date: str = "1789-01-01"
-    expected_fields: tuple[str, ...] = ()
+    earliest_date: date = date(1789, 1, 1)
+    # Payload field -> JSON type(s) ("string", "string|null"): the schema the API documents.
+    expected_fields: dict[str, FieldType] = Field(default_factory=dict)
+    # Records repeated within one run (same external id) before the run counts as broken.
+    max_duplicates_per_run: int = Field(default=0, ge=0)
+    # Dates up to this many days after today are not "in the future" (scheduled meetings are).
+    max_days_ahead: int = Field(default=1, ge=0)
+    # The order the API promises for records of a listing: a payload field and a direction.
+    ordered_by: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]* (asc|desc)$")
+    # New documents are expected at least this often, counted in the source's calendar (only
+    # business days for weekday sources); None when a quiet week is normal for the source.
+    presence_window_hours: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check_record_bounds(self) -> QualityBounds:
+        if self.min_records_per_run > self.max_records_per_run:
+            raise ValueError(
+                f"min_records_per_run ({self.min_records_per_run}) exceeds "
+                f"max_records_per_run ({self.max_records_per_run})"
+            )
+        return self
 
 
 class Source(_Strict):

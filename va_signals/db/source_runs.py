@@ -26,6 +26,8 @@ class RunOutcome:
     records_new: int = 0
     records_updated: int = 0
     records_unchanged: int = 0
+    # Records repeated within the run (same natural key), dropped before the upsert.
+    records_duplicate: int = 0
     truncated: bool = False
     error_class: str | None = None
     error_message: str | None = None
@@ -58,6 +60,7 @@ def close_run(conn: Connection, source_run_id: int, outcome: RunOutcome) -> None
             records_new = %(records_new)s,
             records_updated = %(records_updated)s,
             records_unchanged = %(records_unchanged)s,
+            records_duplicate = %(records_duplicate)s,
             truncated = %(truncated)s,
             error_class = %(error_class)s,
             error_message = %(error_message)s,
@@ -73,6 +76,7 @@ def close_run(conn: Connection, source_run_id: int, outcome: RunOutcome) -> None
             "records_new": outcome.records_new,
             "records_updated": outcome.records_updated,
             "records_unchanged": outcome.records_unchanged,
+            "records_duplicate": outcome.records_duplicate,
             "truncated": outcome.truncated,
             "error_class": outcome.error_class,
             "error_message": (outcome.error_message or "")[:4000] or None,

@@ -9,18 +9,62 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from psycopg_pool import ConnectionPool
+import psycopg
+from psycopg import Connection
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from va_signals.db.documents import UpsertCounts, upsert_documents
+from va_signals.db.pool import DatabaseUnavailableError
 from va_signals.db.source_runs import RunOutcome, RunStatus, close_run, open_run
 from va_signals.db.source_state import SourceState, load_state, save_state
 from va_signals.resilience.http import RequestStats
 from va_signals.sources.base import SourceAdapter, SourceClient
 
 logger = logging.getLogger(__name__)
+
+
+class PoolExhaustedError(DatabaseUnavailableError):
+    """Every connection of the pool stayed busy for the pool's whole timeout."""
+
+
+@contextmanager
+def _connection(pool: ConnectionPool) -> Iterator[Connection]:
+    """`pool.connection()`, with a wait that timed out explained: psycopg's own message names
+    neither the pool's size nor whether its connections were taken or the server was gone."""
+    with ExitStack() as stack:
+        try:
+            conn = stack.enter_context(pool.connection())
+        except PoolTimeout as exc:
+            refused = _server_refuses(pool)
+            if refused:
+                raise DatabaseUnavailableError(
+                    f"no database connection within {pool.timeout:g}s from pool {pool.name!r}: "
+                    f"the server is not accepting connections ({refused})"
+                ) from exc
+            raise PoolExhaustedError(
+                f"database connection pool {pool.name!r} exhausted: all {pool.max_size} "
+                f"connections stayed taken for {pool.timeout:g}s"
+            ) from exc
+        yield conn
+
+
+def _server_refuses(pool: ConnectionPool) -> str | None:
+    """Why a fresh connection to the pool's server fails, or None when the server answers.
+
+    Pool counters cannot tell connections in use from connections being reopened after an
+    outage; one direct attempt, only on this failure path, can.
+    """
+    kwargs = {**(pool.kwargs or {}), "connect_timeout": 2}
+    try:
+        psycopg.connect(pool.conninfo, **kwargs).close()
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
 
 
 @dataclass
@@ -67,7 +111,7 @@ def run_source(
     started = time.perf_counter()
     run_started_at = datetime.now(UTC)
 
-    with pool.connection() as conn:
+    with _connection(pool) as conn:
         source_run_id = open_run(conn, source_id, run_id)
         state = load_state(conn, source_id)
 
@@ -78,7 +122,7 @@ def run_source(
     try:
         last_cursor: str | None = None
         for page in adapter.pages(client, since=state.watermark, cursor=cursor):
-            with pool.connection() as conn:
+            with _connection(pool) as conn:
                 result.counts += upsert_documents(conn, source_id, page.records)
             result.pages += 1
             last_cursor = page.next_cursor
@@ -103,7 +147,7 @@ def run_source(
             if result.truncated
             else SourceState(run_started_at, None)
         )
-        with pool.connection() as conn:
+        with _connection(pool) as conn:
             save_state(conn, source_id, next_state)
 
     result.duration_ms = round((time.perf_counter() - started) * 1000)
@@ -111,7 +155,7 @@ def run_source(
         result.latency_p50_ms = stats.p50_ms
         result.latency_max_ms = stats.max_ms
         result.requests = stats.attempts
-    with pool.connection() as conn:
+    with _connection(pool) as conn:
         close_run(conn, source_run_id, _outcome(result))
     log.info(
         "%s: %s, %d pages, %d new, %d updated, %d unchanged%s",
@@ -126,6 +170,27 @@ def run_source(
     return result
 
 
+def record_skipped_run(
+    pool: ConnectionPool,
+    source_id: str,
+    reason: Exception,
+    *,
+    run_id: str | None,
+    log: logging.Logger | logging.LoggerAdapter | None = None,
+) -> SourceRunResult:
+    """Record a source that was not attempted (its breaker open, another run holding it) as an
+    ERROR row with no requests, so the ledger says why the source has no fresh data."""
+    log = log or logger
+    result = SourceRunResult(
+        source_id, RunStatus.ERROR, error_class=type(reason).__name__, error_message=str(reason)
+    )
+    with _connection(pool) as conn:
+        result.source_run_id = open_run(conn, source_id, run_id)
+        close_run(conn, result.source_run_id, _outcome(result))
+    log.warning("%s: skipped: %s", source_id, reason)
+    return result
+
+
 def _outcome(result: SourceRunResult) -> RunOutcome:
     return RunOutcome(
         status=result.status,
@@ -133,6 +198,7 @@ def _outcome(result: SourceRunResult) -> RunOutcome:
         records_new=result.counts.new,
         records_updated=result.counts.updated,
         records_unchanged=result.counts.unchanged,
+        records_duplicate=result.counts.duplicates,
         truncated=result.truncated,
         error_class=result.error_class,
         error_message=result.error_message,

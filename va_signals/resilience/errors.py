@@ -61,6 +61,10 @@ class BreakerOpen(UpstreamError):
     counts_as_failure = False
 
 
+class BreakerRecovering(BreakerOpen):
+    """The breaker closed again but admits only a share of calls for now; this one was not."""
+
+
 class RateLimitWaitExceeded(UpstreamError):
     """Waiting for the shared rate limit would take longer than the service allows."""
 

@@ -120,12 +120,15 @@ class ResilientClient:
         while True:
             attempt += 1
             try:
-                return self._attempt(url, params, headers, expect_json)
+                return self._attempt(url, params, headers, expect_json, deadline)
             except UpstreamError as error:
                 if isinstance(error, _NOT_RETRIED) or not error.transient:
                     raise
                 delay = self._backoff(attempt, error)
-                if attempt >= self._retry.max_attempts or time.monotonic() + delay > deadline:
+                # After a 429 the throttle holds the next attempt for Retry-After: the retry
+                # budget must cover that wait too, not only our own backoff.
+                held = max(delay, self._paused_by_throttle(error))
+                if attempt >= self._retry.max_attempts or time.monotonic() + held > deadline:
                     self._log.warning(
                         "%s: giving up on %s after %d attempts: %s",
                         self.source_id,
@@ -150,6 +153,7 @@ class ResilientClient:
         params: Mapping[str, Any] | None,
         headers: Mapping[str, str] | None,
         expect_json: bool,
+        deadline: float,
     ) -> httpx.Response:
         if self._gate is not None:
             self._gate.before_call()
@@ -160,7 +164,7 @@ class ResilientClient:
         self.stats.attempts += 1
         started = time.perf_counter()
         try:
-            response = self._send(url, params, headers)
+            response = self._send(url, params, headers, deadline)
             self._check(response, expect_json)
         except UpstreamError as error:
             self.stats.add((time.perf_counter() - started) * 1000)
@@ -178,7 +182,11 @@ class ResilientClient:
         return response
 
     def _send(
-        self, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        deadline: float,
     ) -> httpx.Response:
         request_headers = dict(headers or {})
         if self._api_key and self.service.api_key_header:
@@ -195,7 +203,7 @@ class ResilientClient:
             request = self._http.build_request(
                 "GET", url, params=params, headers=request_headers, timeout=timeout
             )
-            response = self._http.send(request, stream=True)
+            response = self._send_following(request)
         except httpx.TimeoutException as exc:
             raise self._error(
                 UpstreamUnavailable, url, f"timed out ({type(exc).__name__})"
@@ -203,14 +211,33 @@ class ResilientClient:
         except httpx.TransportError as exc:
             raise self._error(UpstreamUnavailable, url, f"connection failed: {exc}") from exc
         try:
-            body = self._read_limited(response, url)
+            body = self._read_limited(response, url, deadline)
         finally:
             response.close()
         return httpx.Response(
-            response.status_code, headers=response.headers, content=body, request=request
+            response.status_code, headers=response.headers, content=body, request=response.request
         )
 
-    def _read_limited(self, response: httpx.Response, url: str) -> bytes:
+    def _send_following(self, request: httpx.Request) -> httpx.Response:
+        """Send, following redirects as the httpx client is set to, but never taking the API key
+        to another origin: httpx itself drops only `Authorization`, not a key header."""
+        origin = _origin(request.url)
+        response = self._http.send(request, stream=True, follow_redirects=False)
+        hops = 0
+        while self._http.follow_redirects and response.next_request is not None:
+            following = response.next_request
+            response.close()
+            hops += 1
+            if hops > self._http.max_redirects:
+                raise self._error(
+                    RequestRejected, str(request.url), f"more than {hops - 1} redirects"
+                )
+            if self.service.api_key_header and _origin(following.url) != origin:
+                following.headers.pop(self.service.api_key_header, None)
+            response = self._http.send(following, stream=True, follow_redirects=False)
+        return response
+
+    def _read_limited(self, response: httpx.Response, url: str, deadline: float) -> bytes:
         limit = self.service.max_body_bytes
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -225,6 +252,15 @@ class ResilientClient:
                 if size > limit:
                     raise self._error(ResponseTooLarge, url, f"body exceeds limit of {limit} bytes")
                 chunks.append(chunk)
+                # httpx times each read, not the body: bytes trickling in just under the read
+                # timeout would hold the run for hours without this bound.
+                if time.monotonic() > deadline:
+                    raise self._error(
+                        UpstreamUnavailable,
+                        url,
+                        f"body not complete within the {self._retry.max_total_seconds:g}s "
+                        "retry budget",
+                    )
         except httpx.TimeoutException as exc:
             raise self._error(UpstreamUnavailable, url, f"timed out reading body: {exc}") from exc
         except httpx.TransportError as exc:
@@ -251,6 +287,11 @@ class ResilientClient:
         self, kind: type[UpstreamError], url: str, message: str, status: int | None = None
     ) -> UpstreamError:
         return kind(self.source_id, self.service.name, _safe_url(url), message, status)
+
+    def _paused_by_throttle(self, error: UpstreamError) -> float:
+        if self._throttle is None or not isinstance(error, RateLimited):
+            return 0.0
+        return error.retry_after or 0.0
 
     def _backoff(self, attempt: int, error: UpstreamError) -> float:
         if isinstance(error, RateLimited) and error.retry_after is not None:
@@ -288,6 +329,10 @@ def _kind(response: httpx.Response) -> str:
 def _snippet(response: httpx.Response) -> str:
     text = response.content[:160].decode("utf-8", errors="replace")
     return " ".join(text.split())
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
 
 
 def _safe_url(url: str) -> str:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
 import dagster as dg
 import httpx
+from psycopg_pool import ConnectionPool
 from pydantic import Field
 
 from va_signals import __version__
 from va_signals.catalog.models import Service
+from va_signals.db.breakers import PostgresBreakerStore
+from va_signals.db.location import database_url
+from va_signals.db.pool import get_pool
+from va_signals.db.rate_limits import PostgresRateLimitStore
 from va_signals.recordings import RecordingTransport, ReplayTransport
-from va_signals.resilience.http import ResilientClient
+from va_signals.resilience.breaker import CircuitBreaker
+from va_signals.resilience.http import CallGate, ResilientClient, Throttle
+from va_signals.resilience.limiter import RateLimiter
 
 USER_AGENT = f"va-signals/{__version__} (veterans policy monitor; python-httpx)"
 
@@ -31,12 +39,49 @@ class HttpResource(dg.ConfigurableResource):
     user_agent: str = USER_AGENT
     data_gov_api_key: str | None = Field(default=None, description="api.data.gov key.")
     lda_api_key: str | None = Field(default=None, description="Senate LDA API key.")
+    state_database_url: str = Field(
+        default="",
+        description="PostgreSQL holding the shared breakers and rate limits; empty means "
+        "DATABASE_URL, else the embedded server.",
+    )
 
     def api_key_for(self, service: Service) -> str | None:
         """The configured key of a service, its public demo key, or None."""
-        keys = {"DATA_GOV_API_KEY": self.data_gov_api_key, "LDA_API_KEY": self.lda_api_key}
-        key = keys.get(service.api_key_env or "") if service.api_key_env else None
-        return key or service.demo_key
+        return self._configured_key(service) or service.demo_key
+
+    def has_api_key(self, service: Service) -> bool:
+        """Whether a key of our own is configured (a demo key earns no higher rate limit)."""
+        return bool(self._configured_key(service))
+
+    def breaker_for(
+        self,
+        service: Service,
+        source_id: str,
+        *,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> CircuitBreaker:
+        """The gate of the service's shared circuit breaker, reporting as `source_id`."""
+        store = PostgresBreakerStore(self._state_pool())
+        return CircuitBreaker(service.name, service.breaker, store, source_id=source_id, log=log)
+
+    def throttle_for(
+        self,
+        service: Service,
+        source_id: str,
+        *,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> RateLimiter | None:
+        """The service's shared rate limiter, or None when replaying: no request reaches it."""
+        if self.replay_dir:
+            return None
+        return RateLimiter(
+            service.name,
+            service.rate_limit,
+            PostgresRateLimitStore(self._state_pool()),
+            source_id=source_id,
+            has_key=self.has_api_key(service),
+            log=log,
+        )
 
     def httpx_client(self) -> httpx.Client:
         """The process-wide client for this replay/record setting."""
@@ -54,18 +99,37 @@ class HttpResource(dg.ConfigurableResource):
             return client
 
     def client_for(
-        self, service: Service, source_id: str, *, log=None, gate=None, throttle=None
+        self,
+        service: Service,
+        source_id: str,
+        *,
+        log: logging.Logger | logging.LoggerAdapter | None = None,
+        gate: CallGate | None = None,
+        throttle: Throttle | None = None,
     ) -> ResilientClient:
-        """A client bound to one source's service: its key, limits, breaker and retries."""
+        """A client bound to one source's service: its key, limits, breaker and retries.
+
+        The service's shared breaker and rate limiter are used unless others are passed.
+        """
         return ResilientClient(
             self.httpx_client(),
             service,
             source_id,
             api_key=self.api_key_for(service),
-            gate=gate,
-            throttle=throttle,
+            gate=gate if gate is not None else self.breaker_for(service, source_id, log=log),
+            throttle=(
+                throttle if throttle is not None else self.throttle_for(service, source_id, log=log)
+            ),
             log=log,
         )
+
+    def _configured_key(self, service: Service) -> str | None:
+        keys = {"DATA_GOV_API_KEY": self.data_gov_api_key, "LDA_API_KEY": self.lda_api_key}
+        return keys.get(service.api_key_env or "") if service.api_key_env else None
+
+    def _state_pool(self) -> ConnectionPool:
+        # The process-wide pool of that URL: the same one the database resource uses.
+        return get_pool(self.state_database_url or database_url())
 
     def _transport(self) -> httpx.BaseTransport:
         if self.replay_dir and self.record_dir:
