@@ -128,3 +128,32 @@ def test_job_on_examples_twice_every_source_succeeds_then_nothing_changes(
     assert second.documents_total == first.documents_total
     assert second.signals_written == 0
     assert _duplicates(db) == 0
+
+
+def test_unreachable_database_fails_the_job_fast_with_one_clear_message(
+    dagster_instance, monkeypatch
+) -> None:
+    import time
+
+    import dagster as dg
+
+    from va_signals.definitions import build_definitions
+    from va_signals.jobs import DAILY_SIGNALS_JOB
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")
+    job = build_definitions().resolve_job_def(DAILY_SIGNALS_JOB)
+    started = time.monotonic()
+    result = job.execute_in_process(
+        instance=dagster_instance,
+        raise_on_error=False,
+        asset_selection=[dg.AssetKey(["ecfr", "ecfr_title38"]), dg.AssetKey("documents")],
+    )
+    elapsed = time.monotonic() - started
+
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failures) == 1
+    message = failures[0].event_specific_data.error.message
+    assert "cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:1/none" in message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+    assert elapsed < 15

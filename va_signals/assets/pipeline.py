@@ -18,6 +18,7 @@ from va_signals.catalog import Catalog, Source
 from va_signals.checks.canaries import canary_outs, canary_specs, run_canaries
 from va_signals.checks.freshness_checks import with_freshness_policies
 from va_signals.db.locks import SourceBusy, source_lock
+from va_signals.db.pool import DatabaseUnavailableError
 from va_signals.db.source_runs import close_abandoned_runs
 from va_signals.ingest import SourceRunResult, record_skipped_run, run_source
 from va_signals.resilience.errors import BreakerOpen
@@ -187,8 +188,13 @@ def _family_op(
         http: HttpResource,
     ) -> Iterator:
         selected = [by_id[name] for name in sorted(context.selected_output_names) if name in by_id]
-        database.ensure_schema()
-        pool = database.pool
+        try:
+            pool = database.pool
+            database.ensure_schema()
+        except DatabaseUnavailableError as exc:
+            # Nothing can be recorded without the database: fail now, once, with the cause,
+            # rather than retry the step against a server that is not there.
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         with database.connection() as conn:
             closed = close_abandoned_runs(conn)
         if closed:

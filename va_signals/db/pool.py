@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from va_signals.db.location import redact
@@ -39,6 +40,7 @@ def close_all_pools() -> None:
 
 
 def _open_pool(url: str, max_size: int, timeout_seconds: float) -> ConnectionPool:
+    _probe(url)
     pool = ConnectionPool(
         url,
         min_size=1,
@@ -60,3 +62,14 @@ def _open_pool(url: str, max_size: int, timeout_seconds: float) -> ConnectionPoo
         ) from exc
     logger.debug("connection pool open (max %d) to %s", max_size, redact(url))
     return pool
+
+
+def _probe(url: str) -> None:
+    # One direct attempt before the pool: the pool itself keeps retrying a refused connection
+    # until its timeout, and a server that is simply not there should be reported at once.
+    try:
+        psycopg.connect(url, connect_timeout=5, application_name="va-signals").close()
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(
+            f"cannot connect to PostgreSQL at {redact(url)}: {str(exc).strip()}"
+        ) from exc
