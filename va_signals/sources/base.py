@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -199,6 +200,36 @@ class PagingGuard:
         if len(fresh) == len(page.records):
             return page
         return page.model_copy(update={"records": fresh})
+
+
+def continuation_url(source_id: str, field: str, value: Any, base_url: str) -> str | None:
+    """The next page's URL from a response field, or None at the end of the listing.
+
+    The client attaches the service's credentials to every request, so a continuation that
+    leads to another host is refused rather than followed.
+    """
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise SourceShapeError(source_id, field, value, "should be a URL string")
+    url = urljoin(base_url + "/", value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.netloc.lower() != (
+        urlsplit(base_url).netloc.lower()
+    ):
+        raise SourceShapeError(source_id, field, value, f"does not point at {base_url}")
+    return url
+
+
+def since_date(since: datetime) -> str:
+    """The watermark as the ISO date to filter from, one day early.
+
+    APIs filter by calendar days in their own zone while the watermark is an instant; starting
+    a day early covers any offset, and the overlap only re-reads records already stored (they
+    are keyed by their ids and counted unchanged).
+    """
+    instant = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+    return (instant.astimezone(UTC).date() - timedelta(days=1)).isoformat()
 
 
 def walk_pages(

@@ -6,9 +6,9 @@ Pages are continued by the API's own `next_page_url`, which is treated as an opa
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, NamedTuple
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode
 
 from va_signals.catalog.models import Source
 from va_signals.sources import register
@@ -19,9 +19,11 @@ from va_signals.sources.base import (
     SourceRecord,
     SourceShapeError,
     build_record,
+    continuation_url,
     load_json,
     parse_date,
     require,
+    since_date,
     walk_pages,
 )
 
@@ -113,7 +115,7 @@ class FederalRegisterAdapter(SourceAdapter):
         """The URL of the first page, with the filter, paging and field list in its query."""
         query: list[tuple[str, str]] = [self._filter]
         if since is not None:
-            query.append(("conditions[publication_date][gte]", _since_date(since)))
+            query.append(("conditions[publication_date][gte]", since_date(since)))
         query += [("per_page", str(self._per_page)), ("order", "oldest")]
         query += [("fields[]", field) for field in DOCUMENT_FIELDS]
         return f"{self.base_url}/api/v1/documents.json?{urlencode(query)}"
@@ -163,12 +165,9 @@ class FederalRegisterAdapter(SourceAdapter):
         )
 
     def _next_cursor(self, data: Mapping[str, Any]) -> str | None:
-        value = data.get("next_page_url")
-        if value in (None, ""):
-            return None
-        if not isinstance(value, str):
-            raise SourceShapeError(self.source_id, "next_page_url", value, "should be str")
-        return _same_host_url(self.source_id, "next_page_url", value, self.base_url)
+        return continuation_url(
+            self.source_id, "next_page_url", data.get("next_page_url"), self.base_url
+        )
 
 
 def _listing_filter(source: Source) -> tuple[str, str]:
@@ -202,23 +201,3 @@ def _per_page(source: Source) -> int:
             f"(value: {value!r})"
         )
     return min(value, MAX_PER_PAGE)
-
-
-def _since_date(since: datetime) -> str:
-    # Publication dates are Eastern calendar days while the watermark is an instant; starting a
-    # day early covers any zone offset, and the overlap only re-reads documents already stored
-    # (records are keyed by document number).
-    instant = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
-    return (instant.astimezone(UTC).date() - timedelta(days=1)).isoformat()
-
-
-def _same_host_url(source_id: str, field: str, value: str, base_url: str) -> str:
-    # The client attaches the service's credentials to every request, so a continuation that
-    # leads to another host is refused rather than followed.
-    url = urljoin(base_url + "/", value)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.netloc.lower() != (
-        urlsplit(base_url).netloc.lower()
-    ):
-        raise SourceShapeError(source_id, field, value, f"does not point at {base_url}")
-    return url

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode
 
 from va_signals.catalog.models import Source
 from va_signals.sources import register
@@ -19,11 +19,12 @@ from va_signals.sources.base import (
     SourceAdapter,
     SourceClient,
     SourceRecord,
-    SourceShapeError,
     build_record,
+    continuation_url,
     load_json,
     parse_datetime,
     require,
+    since_date,
     walk_pages,
 )
 
@@ -120,7 +121,7 @@ class LdaFilingsAdapter(SourceAdapter):
             ("page_size", str(self.page_size)),
         ]
         if since is not None:
-            query.append(("filing_dt_posted_after", _since_date(since)))
+            query.append(("filing_dt_posted_after", since_date(since)))
         return f"{self.base_url}/api/v1/filings/?{urlencode(query)}"
 
     def pages(
@@ -166,12 +167,7 @@ class LdaFilingsAdapter(SourceAdapter):
         )
 
     def _next_cursor(self, data: Mapping[str, Any]) -> str | None:
-        value = data.get("next")
-        if value in (None, ""):
-            return None
-        if not isinstance(value, str):
-            raise SourceShapeError(self.source_id, "next", value, "should be str")
-        return _same_host_url(self.source_id, "next", value, self.base_url)
+        return continuation_url(self.source_id, "next", data.get("next"), self.base_url)
 
 
 def _filing_label(filing: Mapping[str, Any]) -> str:
@@ -189,23 +185,3 @@ def _first_text(item: Mapping[str, Any], *keys: str) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return None
-
-
-def _same_host_url(source_id: str, field: str, value: str, base_url: str) -> str:
-    # The client attaches the API key to every request, so a continuation that leads to another
-    # host is refused rather than followed.
-    url = urljoin(base_url + "/", value)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.netloc.lower() != (
-        urlsplit(base_url).netloc.lower()
-    ):
-        raise SourceShapeError(source_id, field, value, f"does not point at {base_url}")
-    return url
-
-
-def _since_date(since: datetime) -> str:
-    # Sent as a date, which the filter accepts whether it compares dates or timestamps; the day
-    # of overlap covers the server reading a bare date in its own zone, and re-read filings are
-    # deduplicated by filing_uuid.
-    instant = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
-    return (instant.astimezone(UTC).date() - timedelta(days=1)).isoformat()
