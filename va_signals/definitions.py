@@ -22,6 +22,14 @@ def _secret(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
+def _loggers() -> dict[str, dg.LoggerDefinition]:
+    # Production sets VA_SIGNALS_LOG_FORMAT=json so the console log is one JSON object a line,
+    # which Cloud Logging parses; locally the readable default stays.
+    if os.environ.get("VA_SIGNALS_LOG_FORMAT") == "json":
+        return {"console": dg.json_console_logger}
+    return {}
+
+
 def build_definitions() -> dg.Definitions:
     catalog = default_catalog()
     freshness_checks = build_freshness_checks(catalog, source_asset_key)
@@ -44,6 +52,7 @@ def build_definitions() -> dg.Definitions:
             ),
             "alerts": AlertsResource.from_env(),
         },
+        loggers=_loggers(),
     )
 
 

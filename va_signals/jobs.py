@@ -15,8 +15,14 @@ daily_signals_job = dg.define_asset_job(
     description="Fetch every enabled source, store new and changed documents, classify them.",
     # Sources run in threads inside one step per family, so one process serves the whole run.
     executor_def=dg.in_process_executor,
-    # A run whose process crashed is retried by the daemon (run retries enabled in dagster.yaml).
-    tags={"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"},
+    # A run whose process crashed is retried by the daemon (run retries enabled in dagster.yaml);
+    # a run that failed in an op (a blocking check, say) is not: repeating it changes nothing,
+    # and the op's own RetryPolicy already covers transient step failures.
+    tags={
+        "dagster/max_retries": "2",
+        "dagster/retry_strategy": "FROM_FAILURE",
+        "dagster/retry_on_asset_or_op_failure": "false",
+    },
 )
 
 daily_signals_schedule = dg.ScheduleDefinition(

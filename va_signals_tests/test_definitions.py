@@ -39,3 +39,18 @@ def test_job_and_weekday_schedule_in_new_york() -> None:
     schedule = defs.resolve_schedule_def("daily_signals_weekdays")
     assert schedule.execution_timezone == "America/New_York"
     assert schedule.cron_schedule.endswith("1-5")
+
+
+def test_production_log_format_is_json(monkeypatch) -> None:
+    from va_signals.definitions import build_definitions
+
+    monkeypatch.setenv("VA_SIGNALS_LOG_FORMAT", "json")
+    assert build_definitions().loggers == {"console": dg.json_console_logger}
+    monkeypatch.delenv("VA_SIGNALS_LOG_FORMAT")
+    assert not build_definitions().loggers
+
+
+def test_only_crashed_runs_are_retried_by_the_daemon() -> None:
+    tags = defs.resolve_job_def(DAILY_SIGNALS_JOB).tags
+    assert tags["dagster/max_retries"] == "2"
+    assert tags["dagster/retry_on_asset_or_op_failure"] == "false"
