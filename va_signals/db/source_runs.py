@@ -117,14 +117,26 @@ def close_abandoned_runs(conn: Connection, older_than_seconds: float = 0.0) -> i
 
 
 def latest_runs(conn: Connection, source_ids: list[str] | None = None) -> list[dict]:
-    """The most recent finished run of each source (or of the given ones)."""
+    """The most recent finished run of each source (or of the given ones), by source id."""
     with conn.cursor(row_factory=dict_row) as cur:
+        # One short read per source, newest first on (source_id, ended_at): the runs in flight,
+        # whose end is NULL, come first there and are skipped. Not DISTINCT ON over the sources'
+        # whole history, which read and sorted every run they ever had.
         cur.execute(
             """
-            SELECT DISTINCT ON (source_id) *
-            FROM source_runs
-            WHERE status <> 'RUNNING' AND (%(ids)s::text[] IS NULL OR source_id = ANY(%(ids)s))
-            ORDER BY source_id, ended_at DESC
+            SELECT latest.*
+            FROM (
+                SELECT DISTINCT unnest(
+                    coalesce(%(ids)s::text[], ARRAY(SELECT DISTINCT source_id FROM source_runs))
+                )
+            ) AS wanted(source_id)
+            CROSS JOIN LATERAL (
+                SELECT * FROM source_runs AS sr
+                WHERE sr.source_id = wanted.source_id AND sr.status <> 'RUNNING'
+                ORDER BY sr.ended_at DESC
+                LIMIT 1
+            ) AS latest
+            ORDER BY latest.source_id
             """,
             {"ids": source_ids},
         )

@@ -82,6 +82,7 @@ class HealthInputs:
 
     now: datetime
     sources: tuple[SourceActivity, ...]
+    # Finished runs in the ledger; only 0 (none at all) matters, and the reader stops at 1.
     runs_on_record: int
     # Service -> CLOSED/OPEN/HALF_OPEN; None when the breaker table cannot be read.
     breakers: Mapping[str, str] | None

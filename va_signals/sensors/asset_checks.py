@@ -133,12 +133,19 @@ def _latest_completed(
 ) -> AssetCheckExecutionRecord | None:
     if latest is None:
         return None
-    if latest.evaluation is not None:
+    if _completed(latest):
         return latest
     for record in storage.get_asset_check_execution_history(key, limit=_HISTORY_DEPTH):
-        if record.evaluation is not None:
+        if _completed(record):
             return record
     return None
+
+
+def _completed(record: AssetCheckExecutionRecord) -> bool:
+    # A PLANNED record carries its AssetCheckEvaluationPlanned event as `evaluation`, not None:
+    # a check planned in a run but never executed (skipped behind a failed blocking check) is
+    # not an evaluation, and reading it as one would fail every tick from then on.
+    return isinstance(record.evaluation, dg.AssetCheckEvaluation)
 
 
 def _pages(evaluation: dg.AssetCheckEvaluation) -> bool:
