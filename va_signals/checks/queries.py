@@ -13,6 +13,8 @@ from datetime import date, datetime
 
 from psycopg import Connection
 
+from va_signals.db.source_runs import latest_runs
+
 # The runs under check, with an end for one still open (a check evaluated mid-run).
 _RUNS = """
 runs AS (
@@ -46,15 +48,7 @@ class RunRow:
 
 def latest_run_ids(conn: Connection, source_ids: Sequence[str]) -> dict[str, int]:
     """The id of each source's most recent finished run (for checks run outside ingest)."""
-    rows = conn.execute(
-        """
-        SELECT DISTINCT ON (source_id) source_id, id FROM source_runs
-        WHERE status <> 'RUNNING' AND source_id = ANY(%(ids)s)
-        ORDER BY source_id, ended_at DESC
-        """,
-        {"ids": list(source_ids)},
-    ).fetchall()
-    return {source_id: run_id for source_id, run_id in rows}
+    return {row["source_id"]: row["id"] for row in latest_runs(conn, list(source_ids))}
 
 
 def run_rows(conn: Connection, run_ids: Sequence[int]) -> dict[str, RunRow]:
