@@ -13,13 +13,9 @@ from va_signals.checks.freshness_checks import build_freshness_checks, build_fre
 from va_signals.jobs import daily_signals_job, daily_signals_schedule
 from va_signals.resources import DatabaseResource, HttpResource
 from va_signals.resources.alerts import AlertsResource
+from va_signals.resources.http import api_key_settings
 from va_signals.sensors.alerting import build_alert_sensors
 from va_signals.sensors.freshness import build_freshness_sensor
-
-
-def _secret(name: str) -> dg.EnvVar | None:
-    # dg.EnvVar keeps the value out of the UI and run config; unset keys fall back to demo keys.
-    return dg.EnvVar(name) if os.environ.get(name) else None
 
 
 def _loggers() -> dict[str, dg.LoggerDefinition]:
@@ -46,10 +42,8 @@ def build_definitions() -> dg.Definitions:
         ],
         resources={
             "database": DatabaseResource(),
-            "http": HttpResource(
-                data_gov_api_key=_secret("DATA_GOV_API_KEY"),
-                lda_api_key=_secret("LDA_API_KEY"),
-            ),
+            # Keys as dg.EnvVar: out of the UI and run config; unset ones fall back to demo keys.
+            "http": HttpResource(**api_key_settings()),
             "alerts": AlertsResource.from_env(),
         },
         loggers=_loggers(),

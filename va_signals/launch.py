@@ -19,6 +19,7 @@ from va_signals.db.location import database_url, redact
 from va_signals.db.pool import DatabaseUnavailableError, get_pool
 from va_signals.db.source_runs import runs_of
 from va_signals.jobs import DAILY_SIGNALS_JOB
+from va_signals.resources.http import api_key_settings
 
 
 class JobRunError(RuntimeError):
@@ -70,9 +71,12 @@ def run_daily_signals(
         "loggers": {"console": {"config": {"log_level": log_level}}},
         "resources": {
             "http": {
+                # Run config replaces the resource's whole configuration, so the keys are
+                # named again here (by environment variable, never by value).
                 "config": {
                     "replay_dir": str(replay_dir or ""),
                     "record_dir": str(record_dir or ""),
+                    **api_key_settings(as_run_config=True),
                 }
             },
         },

@@ -157,3 +157,70 @@ def test_unreachable_database_fails_the_job_fast_with_one_clear_message(
     assert "cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:1/none" in message
     assert not [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
     assert elapsed < 15
+
+
+def test_configured_api_keys_reach_the_upstream_as_headers(
+    db: str, dagster_instance, monkeypatch
+) -> None:
+    from va_signals.resources import http as http_resource
+
+    monkeypatch.setenv("DATA_GOV_API_KEY", "data-gov-test-key")
+    monkeypatch.setenv("LDA_API_KEY", "lda-test-key")
+    recordings = shared_recordings()
+    http_resource._clients.clear()
+
+    outcome = run_daily_signals(
+        replay_dir=recordings,
+        instance=dagster_instance,
+        select=["lda_filings", "congress_crs_reports"],
+    )
+
+    assert {row["source_id"] for row in outcome.source_runs} == {
+        "lda_filings",
+        "congress_crs_reports",
+    }
+    transport = http_resource._clients[(str(recordings), "")]._transport
+    sent = {
+        (r.url.host, r.headers.get("authorization"), r.headers.get("x-api-key"))
+        for r in transport.requests
+    }
+    assert ("lda.senate.gov", "Token lda-test-key", None) in sent
+    assert ("api.congress.gov", None, "data-gov-test-key") in sent
+    http_resource._clients.clear()
+
+
+def test_a_source_whose_params_its_adapter_rejects_fails_alone(db: str, dagster_instance) -> None:
+    import dagster as dg
+
+    from va_signals.assets import build_pipeline
+    from va_signals.catalog import default_catalog
+    from va_signals.jobs import daily_signals_job
+    from va_signals.resources import DatabaseResource, HttpResource
+    from va_signals_tests.recordings import EXAMPLE_RECORDINGS
+
+    catalog = default_catalog()
+    bad = catalog.source("federal_register_va").model_copy(update={"params": {"agency": 5}})
+    catalog = catalog.model_copy(
+        update={"sources": tuple(bad if s.id == bad.id else s for s in catalog.sources)}
+    )
+    definitions = dg.Definitions(
+        assets=[build_pipeline(catalog)],
+        jobs=[daily_signals_job],
+        resources={"database": DatabaseResource(), "http": HttpResource()},
+    )
+
+    outcome = run_daily_signals(
+        replay_dir=EXAMPLE_RECORDINGS,
+        instance=dagster_instance,
+        definitions=definitions,
+        catalog=catalog,
+        select=["federal_register_va", "federal_register_title38"],
+    )
+
+    assert outcome.success, outcome.step_failures
+    rows = {row["source_id"]: row for row in outcome.source_runs}
+    assert rows["federal_register_va"]["status"] == "ERROR"
+    assert rows["federal_register_va"]["error_class"] == "SourceConfigError"
+    assert "params.agency" in rows["federal_register_va"]["error_message"]
+    assert rows["federal_register_title38"]["status"] == "SUCCESS"
+    assert len(outcome.source_runs) == 2

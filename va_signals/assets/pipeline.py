@@ -24,7 +24,7 @@ from va_signals.ingest import SourceRunResult, record_skipped_run, run_source
 from va_signals.resilience.errors import BreakerOpen
 from va_signals.resources import DatabaseResource, HttpResource
 from va_signals.signals.pipeline import build_documents_stage, classify_pending
-from va_signals.sources import build_adapter
+from va_signals.sources import SourceConfigError, build_adapter
 
 DOCUMENTS_KEY = dg.AssetKey("documents")
 SIGNALS_KEY = dg.AssetKey("signals")
@@ -204,6 +204,8 @@ def _family_op(
             service = catalog.service(source.service)
             breaker = http.breaker_for(service, source.id, log=context.log)
             try:
+                # A catalog entry whose params its adapter rejects fails this source alone.
+                adapter = build_adapter(source, service)
                 # An open breaker would refuse every call: skip before making any.
                 breaker.check()
                 with source_lock(
@@ -213,7 +215,6 @@ def _family_op(
                     log=context.log,
                 ):
                     client = http.client_for(service, source.id, log=context.log, gate=breaker)
-                    adapter = build_adapter(source, service)
                     result = run_source(
                         adapter,
                         client,
@@ -224,8 +225,8 @@ def _family_op(
                         log=context.log,
                     )
             # run_source turns every failure of the source into its result, so these come
-            # only from the two checks above, before any request was made.
-            except (BreakerOpen, SourceBusy) as skipped:
+            # only from the checks above, before any request was made.
+            except (SourceConfigError, BreakerOpen, SourceBusy) as skipped:
                 result = record_skipped_run(
                     pool, source.id, skipped, run_id=context.run_id, log=context.log
                 )

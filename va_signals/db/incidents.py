@@ -27,6 +27,7 @@ from va_signals.alerts.messages import (
 from va_signals.db import alert_outbox
 from va_signals.db.source_runs import latest_runs
 from va_signals.resilience.correlation import (
+    NOT_FAILURES,
     SOURCE_LEVEL_ERRORS,
     BreakerOpening,
     Correlation,
@@ -199,6 +200,8 @@ def _new_failures(
             continue
         if row["run_id"] in unfinished and now - row["ended_at"] < HOLD_BACK_LIMIT:
             held.append(row["id"])
+            continue
+        if row["error_class"] in NOT_FAILURES:
             continue
         failures.append(
             SourceFailure(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from enum import StrEnum
 
 from psycopg import Connection
 from psycopg.rows import dict_row
+
+from va_signals.db.locks import source_lock_key
 
 
 class RunStatus(StrEnum):
@@ -39,9 +42,9 @@ class RunOutcome:
 def open_run(conn: Connection, source_id: str, run_id: str | None) -> int:
     """Insert a RUNNING row before any work, so a crash leaves a trace to close later."""
     row = conn.execute(
-        "INSERT INTO source_runs (source_id, run_id, status, pid) "
-        "VALUES (%s, %s, 'RUNNING', %s) RETURNING id",
-        (source_id, run_id, os.getpid()),
+        "INSERT INTO source_runs (source_id, run_id, status, pid, host) "
+        "VALUES (%s, %s, 'RUNNING', %s, %s) RETURNING id",
+        (source_id, run_id, os.getpid(), socket.gethostname()),
     ).fetchone()
     return int(row[0])
 
@@ -87,21 +90,25 @@ def close_run(conn: Connection, source_run_id: int, outcome: RunOutcome) -> None
     )
 
 
-def close_abandoned_runs(conn: Connection, older_than_seconds: float = 0.0) -> int:
-    """Close as ERROR the RUNNING rows whose process is gone (killed mid-ingest).
+def close_abandoned_runs(conn: Connection) -> int:
+    """Close as ERROR the RUNNING rows whose run is gone (a process killed mid-ingest).
 
-    A row belongs to a live run while its process exists on this host; rows of other hosts
-    are closed once older than `older_than_seconds`.
+    On this host a row is alive while its process is. A row of another host (another pod) is
+    alive while its source's advisory lock is held: a live run holds it for its whole ingest,
+    and PostgreSQL releases it when the dead run's connection drops.
     """
+    here = socket.gethostname()
     rows = conn.execute(
-        "SELECT id, pid, EXTRACT(EPOCH FROM now() - started_at) FROM source_runs "
-        "WHERE status = 'RUNNING'"
+        "SELECT id, source_id, pid, host FROM source_runs WHERE status = 'RUNNING'"
     ).fetchall()
-    abandoned = [
-        run_id
-        for run_id, pid, age in rows
-        if (pid is None or not _process_alive(pid)) and float(age) >= older_than_seconds
-    ]
+    abandoned = []
+    for run_id, source_id, pid, host in rows:
+        if host == here:
+            gone = pid is None or not _process_alive(pid)
+        else:
+            gone = not _source_lock_held(conn, source_id)
+        if gone:
+            abandoned.append(run_id)
     if abandoned:
         conn.execute(
             """
@@ -114,6 +121,15 @@ def close_abandoned_runs(conn: Connection, older_than_seconds: float = 0.0) -> i
             (abandoned,),
         )
     return len(abandoned)
+
+
+def _source_lock_held(conn: Connection, source_id: str) -> bool:
+    # Taking the lock and giving it straight back tells whether anyone else holds it.
+    key = source_lock_key(source_id)
+    acquired = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+    if acquired:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    return not acquired
 
 
 def latest_runs(conn: Connection, source_ids: list[str] | None = None) -> list[dict]:

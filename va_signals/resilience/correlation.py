@@ -22,8 +22,17 @@ RECOVERED_STATUSES = frozenset({"SUCCESS", "NO_DATA"})
 # Failures the source's own request or parser caused: no upstream outage explains them, so
 # they never join a service incident and always stand alone.
 SOURCE_LEVEL_ERRORS = frozenset(
-    {RequestRejected.__name__, SourceShapeError.__name__, PagingLoopError.__name__}
+    {
+        RequestRejected.__name__,
+        SourceShapeError.__name__,
+        PagingLoopError.__name__,
+        "SourceConfigError",
+        "AbandonedRun",
+    }
 )
+# Rows recorded as ERROR that are no failure at all: another run of the source was already
+# doing the work. They open no incident and do not count against the source.
+NOT_FAILURES = frozenset({"SourceBusy"})
 
 
 class Tier(StrEnum):

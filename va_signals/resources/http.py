@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -26,6 +27,22 @@ USER_AGENT = f"va-signals/{__version__} (veterans policy monitor; python-httpx)"
 
 _clients: dict[tuple[str, str], httpx.Client] = {}
 _clients_lock = threading.Lock()
+
+
+# Resource field -> environment variable of each API key (the catalog's `api_key_env`).
+API_KEY_ENV = {"data_gov_api_key": "DATA_GOV_API_KEY", "lda_api_key": "LDA_API_KEY"}
+
+
+def api_key_settings(as_run_config: bool = False) -> dict[str, object]:
+    """The keys set in the environment, as `dg.EnvVar`s or as run-config env references.
+
+    Either way the value never enters the definitions or the run config, only its name.
+    """
+    return {
+        field: {"env": env} if as_run_config else dg.EnvVar(env)
+        for field, env in API_KEY_ENV.items()
+        if os.environ.get(env)
+    }
 
 
 class HttpResource(dg.ConfigurableResource):
@@ -124,8 +141,8 @@ class HttpResource(dg.ConfigurableResource):
         )
 
     def _configured_key(self, service: Service) -> str | None:
-        keys = {"DATA_GOV_API_KEY": self.data_gov_api_key, "LDA_API_KEY": self.lda_api_key}
-        return keys.get(service.api_key_env or "") if service.api_key_env else None
+        by_env = {env: getattr(self, field) for field, env in API_KEY_ENV.items()}
+        return by_env.get(service.api_key_env) if service.api_key_env else None
 
     def _state_pool(self) -> ConnectionPool:
         # The process-wide pool of that URL: the same one the database resource uses.

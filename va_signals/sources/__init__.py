@@ -5,6 +5,11 @@ from __future__ import annotations
 from va_signals.catalog.models import Service, Source
 from va_signals.sources.base import SourceAdapter
 
+
+class SourceConfigError(ValueError):
+    """A catalog entry its adapter cannot work with; the message names the source and key."""
+
+
 # Adapter modules register their classes here by name (the catalog's `adapter` key).
 ADAPTERS: dict[str, type[SourceAdapter]] = {}
 
@@ -23,11 +28,17 @@ def build_adapter(source: Source, service: Service) -> SourceAdapter:
     try:
         adapter_class = ADAPTERS[source.adapter]
     except KeyError:
-        raise ValueError(
+        raise SourceConfigError(
             f"source {source.id!r}: key 'adapter' names unknown adapter {source.adapter!r}; "
             f"known: {sorted(ADAPTERS)}"
         ) from None
-    return adapter_class(source, service.base_url)
+    try:
+        return adapter_class(source, service.base_url)
+    except SourceConfigError:
+        raise
+    except ValueError as exc:
+        # Adapters check their params with plain ValueErrors that already name source and key.
+        raise SourceConfigError(str(exc)) from exc
 
 
 def _load_adapter_modules() -> None:

@@ -367,3 +367,19 @@ def test_migration_0003_downgrades_and_upgrades(pg_server_url: str) -> None:
                 )
             )
     assert all(present) and absent == [None, None, None]
+
+
+def test_a_source_skipped_because_another_run_holds_it_opens_no_incident(obs_db: str) -> None:
+    cursor = _start(obs_db)
+    _insert(
+        obs_db,
+        *[
+            (source, "ERROR", T0 + timedelta(seconds=i), {"error_class": "SourceBusy"})
+            for i, source in enumerate(CONGRESS)
+        ],
+    )
+
+    report = _pass(obs_db, cursor, T0 + timedelta(minutes=1))
+
+    assert report.opened == []
+    assert _incidents(obs_db) == []
