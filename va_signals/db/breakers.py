@@ -3,6 +3,7 @@ under its row lock in a short transaction, each change of state appended to `bre
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -91,7 +92,7 @@ class PostgresBreakerStore:
                 f"cannot read the breaker of {service}: {type(exc).__name__}: {exc}"
             ) from exc
         assert row is not None
-        return _state(row), row["server_now"]
+        return _parsed(service, row), row["server_now"]
 
     def change(
         self,
@@ -106,6 +107,8 @@ class PostgresBreakerStore:
             raise BreakerStateError(
                 f"cannot update the breaker of {service}: {type(exc).__name__}: {exc}"
             ) from exc
+        except _CORRUPT_ROW as exc:
+            raise _corrupt(service, exc) from exc
 
 
 def _change(
@@ -125,7 +128,7 @@ def _change(
             )
             row = cur.execute(_SELECT_FOR_UPDATE, {"service": service}).fetchone()
         assert row is not None
-        state = _state(row)
+        state = _parsed(service, row)
         step = decide(state, row["server_now"])
         if step.state != state:
             cur.execute(_UPDATE, _params(service, step.state))
@@ -151,6 +154,29 @@ def _insert_events(
                 transition.at,
             ),
         )
+
+
+# What a hand-edited or corrupted row raises while it is turned into a state.
+_CORRUPT_ROW = (ValueError, TypeError, AttributeError, OverflowError)
+
+
+def _parsed(service: str, row: dict) -> BreakerState:
+    try:
+        state = _state(row)
+        times = (state.opened_at, state.open_until, state.half_open_since, state.window_started_at)
+        if any(t is not None and not math.isfinite(t) for t in times):
+            raise ValueError("a time in the row is not a finite instant")
+        return state
+    except _CORRUPT_ROW as exc:
+        raise _corrupt(service, exc) from exc
+
+
+def _corrupt(service: str, exc: Exception) -> BreakerStateError:
+    # The breaker then fails closed for the call; fixing or deleting the row restores it.
+    return BreakerStateError(
+        f"the breaker_state row of {service} is unreadable ({type(exc).__name__}: {exc}); "
+        "fix or delete that row"
+    )
 
 
 def _state(row: dict) -> BreakerState:

@@ -489,4 +489,7 @@ class CircuitBreaker:
 def _utc(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return f"{seconds!r} (not a representable time)"

@@ -324,3 +324,28 @@ def test_the_state_machine_enum_matches_the_table_check(pool: ConnectionPool) ->
             "WHERE conname = 'breaker_state_state_check'"
         ).fetchone()[0]
     assert all(f"'{state.value}'" in definition for state in CircuitState)
+
+
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        "state = 'OPEN', opened_at = now(), open_until = 'infinity'",
+        """probe_leases = '{"slot": "not a time"}'""",
+    ],
+)
+def test_a_corrupt_row_fails_closed_then_recovers_when_fixed(
+    pool: ConnectionPool, corruption: str
+) -> None:
+    breaker = make_breaker(pool)
+    breaker.before_call()  # creates the row
+    breaker.record_success()
+    with pool.connection() as conn:
+        conn.execute(f"UPDATE breaker_state SET {corruption} WHERE service = %s", (SERVICE,))
+
+    with pytest.raises(BreakerOpen, match="breaker_state row of api.example.gov is unreadable"):
+        breaker.before_call()
+
+    with pool.connection() as conn:
+        conn.execute("DELETE FROM breaker_state WHERE service = %s", (SERVICE,))
+    breaker.before_call()
+    breaker.record_success()
