@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from alembic.util import CommandError
 from rich.console import Console
 from rich.table import Table
 
@@ -36,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Great Expectations announces its temporary folders at INFO on every check run.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     try:
         return int(args.handler(args) or EXIT_OK)
     except KeyboardInterrupt:
@@ -145,6 +148,10 @@ def _run_job(args: argparse.Namespace, *, replay: str | None, record: str | None
         err_console.print(f"[red]--replay: no such folder: {replay}[/red]")
         return EXIT_USAGE
     selected = [name.strip() for name in (args.select or "").split(",") if name.strip()]
+    if args.select is not None and not selected:
+        # An empty selection must not quietly mean "every source".
+        err_console.print(f"[red]--select: no source ids in {args.select!r}[/red]")
+        return EXIT_USAGE
     prepare_dagster_home()
     handler = _ProgressHandler()
     progress = logging.getLogger("va_signals.progress")
@@ -167,10 +174,10 @@ def _run_job(args: argparse.Namespace, *, replay: str | None, record: str | None
         progress.removeHandler(handler)
     console.print(_runs_table(outcome.source_runs))
     _print_errors(outcome.source_runs)
-    failed = sum(1 for row in outcome.source_runs if row["status"] == "ERROR")
+    ok = sum(1 for row in outcome.source_runs if row["status"] in ("SUCCESS", "NO_DATA"))
     console.print(
         f"run {outcome.run_id} {'finished' if outcome.success else 'FAILED'}: "
-        f"{len(outcome.source_runs) - failed} of {len(outcome.source_runs)} sources ok, "
+        f"{ok} of {len(outcome.source_runs)} sources ok, "
         f"{outcome.signals_written} signals written, "
         f"{outcome.documents_total} documents in the database",
         soft_wrap=True,
@@ -245,7 +252,7 @@ def _cmd_parse(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     adapter = build_adapter(source, catalog.service(source.service))
     try:
-        page = adapter.parse(args.file.read_bytes())
+        page = adapter.parse(_read_body(args.file))
     except OSError as exc:
         err_console.print(f"[red]cannot read {args.file}: {exc}[/red]")
         return EXIT_USAGE
@@ -265,6 +272,19 @@ def _cmd_health(args: argparse.Namespace) -> int:
     return health_command(as_json=args.json, console=console, err_console=err_console)
 
 
+# A saved response larger than this is not a response body; reading it would only exhaust memory.
+MAX_PARSE_BYTES = 256 * 1024 * 1024
+
+
+def _read_body(path: Path) -> bytes:
+    if not path.is_file():
+        raise OSError(f"{path} is not a regular file")
+    size = path.stat().st_size
+    if size > MAX_PARSE_BYTES:
+        raise OSError(f"{path} is {size} bytes, more than the {MAX_PARSE_BYTES} a body may have")
+    return path.read_bytes()
+
+
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
     from va_signals.db import migrate
 
@@ -278,7 +298,11 @@ def _cmd_db_downgrade(args: argparse.Namespace) -> int:
     from va_signals.db import migrate
 
     url = database_url()
-    migrate.downgrade(url, args.revision)
+    try:
+        migrate.downgrade(url, args.revision)
+    except CommandError as exc:
+        err_console.print(f"[red]db downgrade {args.revision}: {exc}[/red]")
+        return EXIT_USAGE
     console.print(f"schema at {migrate.current_revision(url) or 'base'} on {redact(url)}")
     return EXIT_OK
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +24,7 @@ def add_incidents_parser(commands: argparse._SubParsersAction) -> None:
     )
     incidents.add_argument(
         "--days",
-        type=float,
+        type=_days,
         default=DEFAULT_RECENT_DAYS,
         metavar="N",
         help=f"with no --at: also list incidents resolved in the last N days "
@@ -99,3 +100,14 @@ def _table(rows: list[dict], title: str) -> Table:
 
 def _local(moment: datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _days(text: str) -> float:
+    """A finite, non-negative number of days (timedelta overflows on inf and huge values)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not math.isfinite(value) or not 0 <= value <= 36_500:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 36500 days, got {text!r}")
+    return value

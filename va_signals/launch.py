@@ -62,8 +62,12 @@ def run_daily_signals(
     url = database_url()
     try:
         DatabaseResource(url=url).ensure_schema()
-    except Exception as exc:  # the job is pointless without its database: stop here, clearly
+    except DatabaseUnavailableError as exc:
         raise JobRunError(f"database unavailable at {redact(url)}: {exc}") from exc
+    except Exception as exc:  # the job is pointless without its schema: stop here, clearly
+        raise JobRunError(
+            f"schema upgrade failed on {redact(url)}: {type(exc).__name__}: {exc}"
+        ) from exc
 
     run_config: dict = {
         # Dagster's console log repeats every event; warnings and errors are what a person

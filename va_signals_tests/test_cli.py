@@ -90,3 +90,30 @@ def test_run_rejects_an_unknown_source(db: str, tmp_path: Path) -> None:
     )
     assert completed.returncode == 2
     assert "unknown or disabled source ids ['nope']" in completed.stderr
+
+
+def test_empty_selection_is_refused_not_read_as_every_source(db: str, tmp_path: Path) -> None:
+    completed = _va_signals(
+        "run", "--select", ",,", env={"DATABASE_URL": db, "DAGSTER_HOME": str(tmp_path)}
+    )
+    assert completed.returncode == 2
+    assert "--select: no source ids in ',,'" in completed.stderr
+
+
+def test_downgrade_to_an_unknown_revision_is_a_usage_error(db: str) -> None:
+    completed = _va_signals("db", "downgrade", "9999", env={"DATABASE_URL": db})
+    assert completed.returncode == 2
+    assert "db downgrade 9999" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_parse_refuses_what_is_not_a_regular_file() -> None:
+    completed = _va_signals("parse", "--source", "lda_filings", "/dev/zero", env={})
+    assert completed.returncode == 2
+    assert "/dev/zero is not a regular file" in completed.stderr
+
+
+def test_incidents_days_must_be_finite() -> None:
+    completed = _va_signals("incidents", "--days", "inf", env={})
+    assert completed.returncode == 2
+    assert "must be between 0 and 36500 days" in completed.stderr

@@ -82,7 +82,8 @@ def close_run(conn: Connection, source_run_id: int, outcome: RunOutcome) -> None
             "records_duplicate": outcome.records_duplicate,
             "truncated": outcome.truncated,
             "error_class": outcome.error_class,
-            "error_message": (outcome.error_message or "")[:4000] or None,
+            # PostgreSQL text cannot hold NUL, and an upstream's error body may carry one.
+            "error_message": (outcome.error_message or "").replace("\x00", "")[:4000] or None,
             "latency_p50_ms": outcome.latency_p50_ms,
             "latency_max_ms": outcome.latency_max_ms,
             "requests": outcome.requests,

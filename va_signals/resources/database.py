@@ -49,5 +49,6 @@ class DatabaseResource(dg.ConfigurableResource):
         with _migrate_lock:
             if url in _migrated:
                 return
+            self.pool  # noqa: B018 - opening the pool first reports an absent server clearly
             migrate.upgrade(url)
             _migrated.add(url)
