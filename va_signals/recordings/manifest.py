@@ -62,7 +62,11 @@ class Manifest(BaseModel):
 
 
 def load_manifests(root: Path) -> list[Manifest]:
-    """Every `*/manifest.yaml` under `root`, validated; a bad one is an error naming its file."""
+    """Every `*/manifest.yaml` under `root`, validated; a bad one is an error naming its file.
+
+    Each response's body must be an existing file inside the manifest's own folder: a body such
+    as `../../etc/passwd` or an absolute path is refused here, before anything is served.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"recordings folder not found: {root}")
@@ -70,11 +74,46 @@ def load_manifests(root: Path) -> list[Manifest]:
     for path in sorted(root.glob("*/manifest.yaml")):
         try:
             raw = _read_yaml(path.read_text(encoding="utf-8")) or {}
-            manifest = Manifest.model_validate({**raw, "folder": path.parent})
-        except (yaml.YAMLError, ValidationError) as exc:
+        except yaml.YAMLError as exc:
             raise ValueError(f"{path}: invalid recordings manifest: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(
+                f"{path}: invalid recordings manifest: expected a mapping with `service` and "
+                f"`responses`, found a YAML {type(raw).__name__}"
+            )
+        try:
+            manifest = Manifest.model_validate({**raw, "folder": path.parent})
+        except ValidationError as exc:
+            raise ValueError(f"{path}: invalid recordings manifest: {exc}") from None
+        for index, entry in enumerate(manifest.responses):
+            body_path(manifest, entry, manifest_file=path, index=index)
         manifests.append(manifest)
     return manifests
+
+
+def body_path(
+    manifest: Manifest,
+    entry: RecordedResponse,
+    *,
+    manifest_file: Path | None = None,
+    index: int | None = None,
+) -> Path:
+    """The file holding `entry`'s body, resolved; a ValueError when it lies outside the
+    manifest's folder (`..`, an absolute path, a symlink leading out) or does not exist."""
+    if manifest.folder is None:
+        raise ValueError(f"manifest of {manifest.service} has no folder to read bodies from")
+    folder = manifest.folder.resolve()
+    where = manifest_file or manifest.folder / "manifest.yaml"
+    which = f"response {index} " if index is not None else "response "
+    which += f"({entry.method} {entry.url})"
+    path = (folder / entry.body).resolve()
+    if not path.is_relative_to(folder):
+        raise ValueError(
+            f"{where}: {which}: body {entry.body!r} is outside the recordings folder {folder}"
+        )
+    if not path.is_file():
+        raise ValueError(f"{where}: {which}: body file {entry.body!r} does not exist in {folder}")
+    return path
 
 
 def _read_yaml(text: str) -> object:

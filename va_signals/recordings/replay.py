@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from va_signals.recordings.manifest import Manifest, RecordedResponse, load_manifests
+from va_signals.recordings.manifest import Manifest, RecordedResponse, body_path, load_manifests
 
 NOT_RECORDED_STATUS = 404
 
@@ -60,8 +60,8 @@ class ReplayTransport(httpx.BaseTransport):
         return manifest, entry
 
     def _body(self, manifest: Manifest, entry: RecordedResponse) -> bytes:
-        assert manifest.folder is not None
-        path = manifest.folder / entry.body
+        # Checked at load time too; again here, as the folder may have changed since.
+        path = body_path(manifest, entry)
         with self._lock:
             body = self._bodies.get(path)
             if body is None:
