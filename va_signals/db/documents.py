@@ -52,7 +52,11 @@ def content_hash(record: SourceRecord) -> str:
 
 def _hash_and_payload(record: SourceRecord) -> tuple[str, str]:
     # The payload is serialized once and used twice: for the digest and as the stored JSONB.
-    payload = json.dumps(record.payload, sort_keys=True, separators=(",", ":"), default=str)
+    # SourceRecord already turned NaN/Infinity into null; a payload changed after validation
+    # must fail here, by record, rather than as an unnamed COPY error (JSONB has no NaN).
+    payload = json.dumps(
+        record.payload, sort_keys=True, separators=(",", ":"), default=str, allow_nan=False
+    )
     header = json.dumps(
         [
             record.title,
@@ -137,7 +141,13 @@ def upsert_documents(
         cur.execute("TRUNCATE incoming_documents")
         with cur.copy(f"COPY incoming_documents ({_STAGING_COLUMNS}) FROM STDIN") as copy:
             for record in rows:
-                digest, payload = _hash_and_payload(record)
+                try:
+                    digest, payload = _hash_and_payload(record)
+                except ValueError as exc:
+                    raise ValueError(
+                        f"source {source_id!r}: record {record.external_id!r} cannot be "
+                        f"stored: {exc}"
+                    ) from exc
                 copy.write_row(
                     (
                         record.external_id,

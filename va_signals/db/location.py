@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -74,14 +75,33 @@ def sqlalchemy_url(url: str) -> str:
     )
 
 
+# libpq key=value conninfo: `password = value`, the value bare or single-quoted with
+# backslash escapes ('it\\'s secret').
+_CONNINFO_PASSWORD = re.compile(r"(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S+)", re.IGNORECASE)
+# A URL's query may carry the password too: postgresql://host/db?password=secret
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """The URL with any password removed, for messages and logs."""
+    """The URL or key=value conninfo string with any password replaced by ***."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
+    if not sep:
+        return _CONNINFO_PASSWORD.sub(r"\1***", url)
+    rest = _QUERY_PASSWORD.sub(r"\1***", rest)
+    # Credentials end at the last '@' before the query: a password with an unencoded '/'
+    # is still hidden, at worst along with part of the path.
+    end = len(rest)
+    for stop in "?#":
+        index = rest.find(stop)
+        if index != -1:
+            end = min(end, index)
+    authority, tail = rest[:end], rest[end:]
+    if "@" not in authority:
+        return f"{scheme}://{rest}"
+    credentials, _, host = authority.rpartition("@")
     user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{user}@{host}"
+    shown = f"{user}:***" if ":" in credentials else user
+    return f"{scheme}://{shown}@{host}{tail}"
 
 
 def with_database(url: str, dbname: str) -> str:

@@ -49,13 +49,19 @@ def link_duplicates(conn: Connection) -> int:
 
 
 def pending_classification(conn: Connection, limit: int) -> list[PendingDocument]:
-    """Canonical documents that are new or changed since they were last classified."""
+    """Canonical documents that are new or changed since they were last classified.
+
+    The rows are locked until the caller's transaction ends and rows another classifier holds
+    are skipped, so concurrent classifiers share the pending set instead of both writing the
+    same documents' signals. Call it in a transaction (not autocommit) with `replace_signals`.
+    """
     rows = conn.execute(
         """
         SELECT id, title, summary, content_hash FROM documents
         WHERE classified_hash IS DISTINCT FROM content_hash AND duplicate_of IS NULL
         ORDER BY id
         LIMIT %s
+        FOR UPDATE SKIP LOCKED
         """,
         (limit,),
     ).fetchall()
@@ -68,19 +74,48 @@ def replace_signals(
     documents: Sequence[PendingDocument],
     signals: Iterable[SignalRow],
 ) -> int:
-    """Replace one method's signals for `documents` and mark them classified at their hash."""
-    ids = [document.id for document in documents]
-    conn.execute("DELETE FROM signals WHERE method = %s AND document_id = ANY(%s)", (method, ids))
+    """Replace one method's signals for `documents` and mark them classified at their hash.
+
+    Safe when two writers classify the same documents at once: the documents' rows are locked
+    first (in id order, so two writers cannot deadlock), and signals are upserted on their
+    unique key rather than deleted and re-inserted, so neither writer hits a duplicate key.
+    """
+    ids = sorted({document.id for document in documents})
+    if not ids:
+        return 0
+    conn.execute(
+        "SELECT id FROM documents WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
+    ).fetchall()
     hashes = {document.id: document.content_hash for document in documents}
+    latest: dict[tuple[int, str], float] = {}
+    for signal in signals:
+        latest[(signal.document_id, signal.topic)] = signal.relevance
     rows = [
-        (signal.document_id, signal.topic, signal.relevance, method, hashes[signal.document_id])
-        for signal in signals
+        (document_id, topic, relevance, method, hashes[document_id])
+        for (document_id, topic), relevance in latest.items()
     ]
+    # Topics the documents no longer match lose their signal; the rest are upserted below.
+    conn.execute(
+        """
+        DELETE FROM signals AS s
+        WHERE s.method = %s AND s.document_id = ANY(%s)
+          AND (s.document_id, s.topic) NOT IN (
+              SELECT * FROM unnest(%s::bigint[], %s::text[])
+          )
+        """,
+        (method, ids, [row[0] for row in rows], [row[1] for row in rows]),
+    )
     if rows:
         with conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO signals (document_id, topic, relevance, method, content_hash) "
-                "VALUES (%s, %s, %s, %s, %s)",
+                """
+                INSERT INTO signals (document_id, topic, relevance, method, content_hash)
+                VALUES (%s, %s, %s, %s, %s)
+                ON CONFLICT (document_id, topic, method) DO UPDATE SET
+                    relevance = EXCLUDED.relevance,
+                    content_hash = EXCLUDED.content_hash,
+                    created_at = now()
+                """,
                 rows,
             )
     conn.execute(

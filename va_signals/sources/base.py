@@ -7,6 +7,8 @@ retries, walk the upstream API's own paging, and turn each response into validat
 from __future__ import annotations
 
 import json
+import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -14,13 +16,50 @@ from typing import Any, ClassVar, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from va_signals.catalog.models import Source
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(value: str) -> str:
+    """`value` as PostgreSQL can store it in TEXT and JSONB.
+
+    NUL characters are removed (neither type can hold them) and lone surrogates, which JSON
+    `\\ud800` escapes can produce but no encoding can write, become U+FFFD.
+    """
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return _LONE_SURROGATE.sub("\ufffd", value)
+
+
+def clean_value(value: Any) -> Any:
+    """`value` with every string cleaned (dict keys too) and NaN/Infinity turned into None.
+
+    Two keys that differ only by NUL characters collapse into one; the later one wins, as
+    it would for a JSON object that repeats a key.
+    """
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {
+            clean_text(k) if isinstance(k, str) else k: clean_value(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [clean_value(item) for item in value]
+    return value
+
 
 class SourceRecord(BaseModel):
-    """One upstream document, normalized to the columns of the `documents` table."""
+    """One upstream document, normalized to the columns of the `documents` table.
+
+    Every string, top-level or anywhere in `payload` (keys too), is cleaned on the way in, so
+    one upstream record with a NUL character or a broken escape is stored instead of failing
+    the COPY of its whole page.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -31,6 +70,13 @@ class SourceRecord(BaseModel):
     published_at: AwareDatetime | None = None
     published_on: date | None = None
     payload: dict[str, Any]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clean_strings(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {key: clean_value(value) for key, value in data.items()}
+        return data
 
 
 class Page(BaseModel):
@@ -108,10 +154,20 @@ class SourceAdapter(ABC):
         """Parse one saved response body of this source's main listing into a page."""
 
 
+def _finite_or_none(text: str) -> float | None:
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
 def load_json(source_id: str, body: bytes) -> Any:
-    """Decode a JSON body, or raise a shape error that says what arrived instead."""
+    """Decode a JSON body, or raise a shape error that says what arrived instead.
+
+    `NaN`, `Infinity` and numbers too large for a float (`1e999`) decode as null: JSONB cannot
+    hold them, and null keeps the rest of the record, while a shape error would drop the whole
+    page over one odd number. A field the adapter requires still fails `require` by name.
+    """
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=lambda _name: None, parse_float=_finite_or_none)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         preview = body[:80].decode("utf-8", errors="replace")
         raise SourceShapeError(source_id, "body", preview, f"is not valid JSON ({exc})") from None
@@ -145,14 +201,40 @@ def build_record(source_id: str, field: str, **values: Any) -> SourceRecord:
         ) from None
 
 
+# Exactly YYYY-MM-DD, optionally followed by a full time of day and a zone. Python's
+# `fromisoformat` alone also takes '20240102', '2024-W01-1' and '2024-01-02T10', which no
+# upstream documents; ASCII digits only, since `\\d` would match other scripts' digits.
+_ISO_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_ISO_TIME = r"[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+_ISO_ZONE = r"(?:Z|[+-][0-9]{2}:[0-9]{2})"
+# RFC 3339's space separator is accepted: Congress.gov sends '2022-05-20 16:27:57+00:00'.
+_DATE_RE = re.compile(rf"({_ISO_DATE})(?:[T ]{_ISO_TIME}{_ISO_ZONE}?)?")
+_TIMESTAMP_RE = re.compile(rf"{_ISO_DATE}[T ]{_ISO_TIME}{_ISO_ZONE}?")
+
+# A stored timestamp is read back in the session's time zone; an instant within a day of
+# year 1 or year 9999 would render as a BC date or year 10000 in some zone, which neither
+# psycopg nor Python can load.
+_EARLIEST_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST_INSTANT = datetime(9999, 12, 31, tzinfo=UTC)
+
+
 def parse_date(source_id: str, field: str, value: Any) -> date | None:
-    """Parse an ISO date (YYYY-MM-DD) exactly as given: no time zone, no shift."""
+    """Parse an ISO date (YYYY-MM-DD) exactly as given: no time zone, no shift.
+
+    A full ISO timestamp is accepted too and gives its own date part; anything else
+    ('2024-01-02garbage', '20240102', '2024-W01-1') is a shape error.
+    """
     if value in (None, ""):
         return None
     if not isinstance(value, str):
         raise SourceShapeError(source_id, field, value, "should be an ISO date string")
+    match = _DATE_RE.fullmatch(value)
+    if match is None:
+        raise SourceShapeError(source_id, field, value, "is not an ISO date (YYYY-MM-DD)")
     try:
-        return date.fromisoformat(value[:10])
+        if match.end(1) != len(value):
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return date.fromisoformat(match.group(1))
     except ValueError:
         raise SourceShapeError(source_id, field, value, "is not an ISO date") from None
 
@@ -163,12 +245,22 @@ def parse_datetime(source_id: str, field: str, value: Any) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise SourceShapeError(source_id, field, value, "should be an ISO timestamp string")
+    if _TIMESTAMP_RE.fullmatch(value) is None:
+        raise SourceShapeError(source_id, field, value, "is not an ISO timestamp")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise SourceShapeError(source_id, field, value, "is not an ISO timestamp") from None
     if parsed.tzinfo is None:
         raise SourceShapeError(source_id, field, value, "has no time zone")
+    try:
+        instant = parsed.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not _EARLIEST_INSTANT <= instant < _LATEST_INSTANT:
+        raise SourceShapeError(
+            source_id, field, value, "is outside the years 0001-9999 that can be stored"
+        )
     return parsed
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +53,36 @@ def test_upgrade_downgrade_to_base_and_upgrade_again(empty_database: str) -> Non
     migrate.upgrade(empty_database)
     assert migrate.current_revision(empty_database) == migrate.head_revision()
     assert _tables(empty_database) == after_first_upgrade
+
+
+def test_concurrent_upgrades_of_a_fresh_database_all_succeed(empty_database: str) -> None:
+    """Three `db upgrade` processes at once: they take turns and all end at head."""
+    script = "import sys; from va_signals.db import migrate; migrate.upgrade(sys.argv[1])"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, empty_database],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outcomes = []
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        outcomes.append((process.returncode, stderr))
+    assert [code for code, _ in outcomes] == [0, 0, 0], [err for _, err in outcomes]
+    assert migrate.current_revision(empty_database) == migrate.head_revision()
+    assert CORE_TABLES <= _tables(empty_database)
+    with psycopg.connect(empty_database) as conn:
+        held = conn.execute(
+            """
+            SELECT count(*) FROM pg_locks
+            WHERE locktype = 'advisory'
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            """
+        ).fetchone()[0]
+    assert held == 0, "the migration lock outlived the upgrades"
 
 
 def test_failing_migration_leaves_schema_at_previous_revision(
