@@ -15,7 +15,6 @@ import dagster as dg
 from pydantic import Field
 
 from va_signals.catalog import Catalog, Source
-from va_signals.checks import expectations
 from va_signals.checks.canaries import canary_outs, canary_specs, run_canaries
 from va_signals.checks.freshness_checks import with_freshness_policies
 from va_signals.db.locks import SourceBusy, source_lock
@@ -189,7 +188,6 @@ def _family_op(
         http: HttpResource,
     ) -> Iterator:
         selected = [by_id[name] for name in sorted(context.selected_output_names) if name in by_id]
-        expectations.warm_up()
         try:
             pool = database.pool
             database.ensure_schema()

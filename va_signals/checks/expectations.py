@@ -6,7 +6,6 @@ the verdicts carry GX's result summary so a check can show it as metadata.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import statistics
@@ -32,11 +31,8 @@ _MAD_TO_SIGMA = 1.4826
 # "infinitely" unusual: at least one record, or 5% of the median.
 _MIN_SPREAD_FRACTION = 0.05
 
-logger = logging.getLogger(__name__)
 _gx_lock = threading.Lock()
 _gx_batch_definition: Any = None
-_gx_warm_up: threading.Thread | None = None
-_gx_warm_up_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -207,30 +203,8 @@ def _validate(frame: pd.DataFrame, suite: Any) -> ExpectationSuiteValidationResu
         return batch.validate(suite, result_format="SUMMARY")
 
 
-def warm_up() -> None:
-    """Build the Great Expectations context in the background, once per process.
-
-    Importing GX and building its context takes seconds, against milliseconds per validation;
-    started when ingest starts, it is ready by the time the first canary needs it.
-    """
-    global _gx_warm_up
-    with _gx_warm_up_lock:
-        if _gx_warm_up is None:
-            _gx_warm_up = threading.Thread(target=_warm, name="gx-warm-up", daemon=True)
-            _gx_warm_up.start()
-
-
-def _warm() -> None:
-    try:
-        with _gx_lock:
-            _batch_definition()
-    except Exception:  # noqa: BLE001 - the first validation rebuilds it and reports the cause
-        logger.warning("could not build the Great Expectations context ahead of use", exc_info=True)
-
-
 def _batch_definition() -> Any:
     # One ephemeral context per process: building it costs more than a validation does.
-    # Callers hold _gx_lock, so two threads never build it twice.
     global _gx_batch_definition
     if _gx_batch_definition is None:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
