@@ -24,7 +24,7 @@ from va_signals.ingest import SourceRunResult, record_skipped_run, run_source
 from va_signals.resilience.errors import BreakerOpen
 from va_signals.resources import DatabaseResource, HttpResource
 from va_signals.signals.pipeline import build_documents_stage, classify_pending
-from va_signals.sources import SourceConfigError, build_adapter
+from va_signals.sources import SourceConfigError, build_adapter, load_adapters
 
 DOCUMENTS_KEY = dg.AssetKey("documents")
 SIGNALS_KEY = dg.AssetKey("signals")
@@ -55,6 +55,8 @@ def source_asset_key(source: Source) -> dg.AssetKey:
 
 def build_pipeline(catalog: Catalog) -> dg.AssetsDefinition:
     """One graph-backed asset definition holding every enabled source, documents and signals."""
+    # Adapters are imported here, once, so no ingest thread imports a module half-initialized.
+    load_adapters()
     sources = sorted(catalog.enabled_sources, key=lambda source: (source.family, source.id))
     families = {
         family: list(members) for family, members in groupby(sources, key=lambda s: s.family)

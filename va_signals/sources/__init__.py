@@ -41,6 +41,11 @@ def build_adapter(source: Source, service: Service) -> SourceAdapter:
         raise SourceConfigError(str(exc)) from exc
 
 
+def load_adapters() -> None:
+    """Import every adapter module now, in this thread, rather than lazily from ingest threads."""
+    _load_adapter_modules()
+
+
 def _load_adapter_modules() -> None:
     # Imported for their @register side effect; kept here so callers need one import.
     from va_signals.sources import congress, ecfr, federal_register, lda  # noqa: F401
