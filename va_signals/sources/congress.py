@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -379,9 +380,9 @@ class _CongressAdapter(SourceAdapter):
         body = client.get(url).content
         return body, load_json(self.source_id, body)
 
+    @abstractmethod
     def _listing(self, document: Any, url: str) -> _Listing:
         """Parse one response of this source's main list."""
-        raise NotImplementedError
 
     def _listed(
         self, records: list[SourceRecord], document: Any, url: str, keys: list[str] | None = None
@@ -431,8 +432,9 @@ class _CongressAdapter(SourceAdapter):
 class _SingleListAdapter(_CongressAdapter):
     """An adapter whose records all come from one paged list; its cursor is `pagination.next`."""
 
+    @abstractmethod
     def _path(self) -> str:
-        raise NotImplementedError
+        """The API path of the source's list, e.g. `/v3/crsreport`."""
 
     def pages(
         self, client: SourceClient, *, since: datetime | None, cursor: str | None
