@@ -80,6 +80,21 @@ def database_url(pg_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def empty_database(pg_server_url: str) -> Iterator[str]:
+    """A new database with no schema at all, dropped after the test (migration tests)."""
+    name = f"va_signals_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    yield with_database(pg_server_url, name)
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(
+            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                psycopg.sql.Identifier(name)
+            )
+        )
+
+
+@pytest.fixture
 def db(database_url: str) -> Iterator[str]:
     """The session database, emptied before the test."""
     with psycopg.connect(database_url, autocommit=True) as conn:

@@ -6,28 +6,15 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from alembic import command
-from psycopg import sql
 
 from va_signals.db import migrate
-from va_signals.db.location import with_database
 
 CORE_TABLES = {"documents", "source_runs", "source_state", "signals"}
-
-
-@pytest.fixture
-def empty_database(pg_server_url: str) -> Iterator[str]:
-    name = f"va_signals_mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield with_database(pg_server_url, name)
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _tables(url: str) -> set[str]:

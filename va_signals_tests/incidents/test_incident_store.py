@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -19,7 +18,6 @@ from va_signals.db.incidents import (
     initial_cursor,
     open_and_recent_incidents,
 )
-from va_signals.db.location import with_database
 from va_signals.db.pool import get_pool
 from va_signals.resilience.correlation import CorrelationPolicy, DependencyGraph
 from va_signals_tests.alerting_support import insert_run, outbox_rows
@@ -344,28 +342,17 @@ def test_absent_breaker_tables_are_no_evidence(obs_db: str) -> None:
     assert len(report.opened) == 1
 
 
-def test_migration_0003_downgrades_and_upgrades(pg_server_url: str) -> None:
-    name = f"va_signals_mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    url = with_database(pg_server_url, name)
+def test_migration_0003_downgrades_and_upgrades(empty_database: str) -> None:
+    url = empty_database
     tables = ("incidents", "incident_sources", "alert_outbox")
-    try:
-        migrate.upgrade(url, "0003")
-        with psycopg.connect(url) as conn:
-            present = [conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] for t in tables]
-        migrate.downgrade(url, "0002")
-        with psycopg.connect(url) as conn:
-            absent = [conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] for t in tables]
-        migrate.upgrade(url, "0003")
-        assert migrate.current_revision(url) == "0003"
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(
-                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    psycopg.sql.Identifier(name)
-                )
-            )
+    migrate.upgrade(url, "0003")
+    with psycopg.connect(url) as conn:
+        present = [conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] for t in tables]
+    migrate.downgrade(url, "0002")
+    with psycopg.connect(url) as conn:
+        absent = [conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0] for t in tables]
+    migrate.upgrade(url, "0003")
+    assert migrate.current_revision(url) == "0003"
     assert all(present) and absent == [None, None, None]
 
 

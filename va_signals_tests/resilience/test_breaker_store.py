@@ -6,12 +6,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing.context import SpawnContext
 
-import psycopg
 import psycopg_pool
 import pytest
 from psycopg.rows import dict_row
@@ -19,7 +17,6 @@ from psycopg_pool import ConnectionPool
 
 from va_signals.catalog.models import BreakerPolicy
 from va_signals.db.breakers import PostgresBreakerStore, breaker_events
-from va_signals.db.location import with_database
 from va_signals.resilience.breaker import CircuitBreaker, CircuitState
 from va_signals.resilience.errors import BreakerOpen, BreakerRecovering, UpstreamUnavailable
 from va_signals_tests.resilience import workers
@@ -286,25 +283,10 @@ def test_an_unreadable_state_fails_closed_and_logs_its_cause(
     )
 
 
-@pytest.fixture
-def unmigrated_url(pg_server_url: str) -> Iterator[str]:
-    """A database with no schema at all: the breaker table is missing."""
-    name = f"va_signals_bare_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    yield with_database(pg_server_url, name)
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(
-            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                psycopg.sql.Identifier(name)
-            )
-        )
-
-
 def test_a_missing_table_fails_closed_and_logs_its_cause(
-    unmigrated_url: str, caplog: pytest.LogCaptureFixture
+    empty_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with ConnectionPool(unmigrated_url, min_size=1, max_size=2) as bare:
+    with ConnectionPool(empty_database, min_size=1, max_size=2) as bare:
         breaker = make_breaker(bare)
 
         with pytest.raises(BreakerOpen, match="breaker state unreadable.*UndefinedTable"):

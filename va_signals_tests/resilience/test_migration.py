@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
 from va_signals.db import migrate
-from va_signals.db.location import with_database
 
 RESILIENCE_TABLES = {"breaker_state", "breaker_events", "rate_limits"}
-
-
-@pytest.fixture
-def empty_database(pg_server_url: str) -> Iterator[str]:
-    name = f"va_signals_migrate_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    yield with_database(pg_server_url, name)
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(
-            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                psycopg.sql.Identifier(name)
-            )
-        )
 
 
 def tables(url: str) -> set[str]:
