@@ -28,6 +28,10 @@ UNHURRIED = RateLimit(requests=1000, per_seconds=1, max_wait_seconds=5)
 # What the adapters keep of each page the fake serves (see upstream.LDA_PAGE_SIZE and
 # FR_PAGE_SIZE): LDA filings 21 and 22 have no VET activity; FR has 7 VA documents per half.
 LDA_KEPT = (10, 10, 3)
+LDA_TOTAL = sum(LDA_KEPT)
+# The ledger summary of a healthy run after a faulty one kept page 1: three pages, the rest of
+# the filings new and page 1's unchanged (status, error class, pages, new, updated, unchanged).
+HEALTHY_AFTER_PAGE_ONE = ("SUCCESS", None, 3, LDA_TOTAL - LDA_KEPT[0], 0, LDA_KEPT[0])
 FR_VA_KEPT = (7, 7)
 
 

@@ -24,7 +24,9 @@ from va_signals.resilience.limiter import RateLimiter
 from va_signals.resources import DatabaseResource, HttpResource
 from va_signals_tests.faults import upstream as up
 from va_signals_tests.faults.harness import (
+    HEALTHY_AFTER_PAGE_ONE,
     LDA_KEPT,
+    LDA_TOTAL,
     Ingest,
     duplicated_keys,
     fault_catalog,
@@ -36,7 +38,6 @@ from va_signals_tests.faults.upstream import LDA_PATH, FakeUpstream
 
 LDA = "lda_filings"
 SERVICE = "lda.senate.gov"
-LDA_TOTAL = sum(LDA_KEPT)
 # Opens after 3 failures in a row; two probes close it; traffic then ramps 50% -> 100%, two
 # successful calls per step.
 POLICY = BreakerPolicy(
@@ -179,14 +180,7 @@ def test_an_open_breaker_outlives_its_process_then_probes_and_closes_gradually(
     _ingest(catalog, pool, db, gate=_breaker(pool, catalog, later)).run(LDA)
 
     recovered = ledger(pool, LDA)[-1]
-    assert summary(recovered) == (
-        "SUCCESS",
-        None,
-        3,
-        LDA_TOTAL - LDA_KEPT[0],
-        0,
-        LDA_KEPT[0],
-    )
+    assert summary(recovered) == HEALTHY_AFTER_PAGE_ONE
     final = _row(pool, "breaker_state")
     assert (final["state"], final["recovery_step"], final["reopen_count"]) == ("CLOSED", None, 0)
     assert _transitions(pool) == [
@@ -236,12 +230,5 @@ def test_a_429_pauses_the_service_for_every_caller_for_the_time_given(
     limiter = RateLimiter(SERVICE, service.rate_limit, PostgresRateLimitStore(pool), clock=later)
     _ingest(catalog, pool, db, throttle=limiter).run(LDA)
 
-    assert summary(ledger(pool, LDA)[-1]) == (
-        "SUCCESS",
-        None,
-        3,
-        LDA_TOTAL - LDA_KEPT[0],
-        0,
-        LDA_KEPT[0],
-    )
+    assert summary(ledger(pool, LDA)[-1]) == HEALTHY_AFTER_PAGE_ONE
     assert stored(pool, LDA) == LDA_TOTAL and duplicated_keys(pool) == 0

@@ -10,7 +10,9 @@ from psycopg_pool import ConnectionPool
 from va_signals.db.source_state import SourceState, save_state
 from va_signals_tests.faults import upstream as up
 from va_signals_tests.faults.harness import (
+    HEALTHY_AFTER_PAGE_ONE,
     LDA_KEPT,
+    LDA_TOTAL,
     Ingest,
     duplicated_keys,
     ledger,
@@ -21,7 +23,6 @@ from va_signals_tests.faults.harness import (
 from va_signals_tests.faults.upstream import LDA_PATH, FakeUpstream, lda_listing
 
 LDA = "lda_filings"
-LDA_TOTAL = sum(LDA_KEPT)
 EARLIER = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
 
 
@@ -30,14 +31,7 @@ def _healthy_rerun_counts_page_one_unchanged(
 ) -> None:
     upstream.heal()
     ingest.run(LDA)
-    assert summary(ledger(pool, LDA)[-1]) == (
-        "SUCCESS",
-        None,
-        3,
-        LDA_TOTAL - LDA_KEPT[0],
-        0,
-        LDA_KEPT[0],
-    )
+    assert summary(ledger(pool, LDA)[-1]) == HEALTHY_AFTER_PAGE_ONE
     assert stored(pool, LDA) == LDA_TOTAL and duplicated_keys(pool) == 0
 
 
